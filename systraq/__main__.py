@@ -1,0 +1,3 @@
+from systraq.cli import main
+
+main()

@@ -1,0 +1,191 @@
+"""Settings from systraq.conf (TOML): every setting has a default that works."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from systraq.errors import ConfigError
+
+DEFAULT_CONFIG_DIR = Path("/etc/systraq")
+DEFAULT_STATE_DIR = Path("/var/lib/systraq")
+CONFIG_NAME = "systraq.conf"
+
+HASH_ALGORITHMS = ("sha256", "xxh3", "blake2b", "sha512", "md5")
+MODES = ("pub", "root")
+DEFAULT_REPORT_FIELDS = ("type", "perms", "uid", "gid", "size", "hash", "target")
+REPORTABLE_FIELDS = DEFAULT_REPORT_FIELDS + ("mtime", "ctime", "ino", "dev", "nlink")
+
+
+@dataclass(frozen=True)
+class SnapshotSettings:
+    hash: str = "sha256"
+    pub_user: str = "systraq"
+    lock_timeout: float = 10.0
+    full_rehash_hours: float = 24.0
+    workers: int = 0  # 0: one per core
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    fields: tuple[str, ...] = DEFAULT_REPORT_FIELDS
+    mail: bool = False
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    to: tuple[str, ...] = ("root",)
+    sender: str = ""  # "from" in the file; empty: the mail system's default
+    transport: str = "sendmail"
+    sendmail: str = "/usr/sbin/sendmail -t -oi"
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    starttls: bool = False
+    username: str = ""
+    password_file: str = ""
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class FiletraqSettings:
+    max_size: int = 1024 * 1024
+    diff_style: str = "unified"  # or "context", as Debian filetraq's default -p -C 1
+    diff_order: str = "oldnew"  # or "newold", Debian filetraq's default
+    prune_days: float = 60.0
+    dir_mode: int = 0o755
+
+
+@dataclass(frozen=True)
+class Settings:
+    config_dir: Path = DEFAULT_CONFIG_DIR
+    state_dir: Path = DEFAULT_STATE_DIR
+    snapshot: SnapshotSettings = field(default_factory=SnapshotSettings)
+    report: ReportSettings = field(default_factory=ReportSettings)
+    mail: MailSettings = field(default_factory=MailSettings)
+    filetraq: FiletraqSettings = field(default_factory=FiletraqSettings)
+
+    def list_path(self, mode: str, kind: str) -> Path:
+        """Return CONFIG/snapshot_<mode>.<kind> (kind: list or homelist)."""
+        return self.config_dir / f"snapshot_{mode}.{kind}"
+
+
+# Keys as the file spells them, where they differ from the attribute name.
+_RENAMED = {("mail", "from"): "sender"}
+_CHOICES = {
+    ("snapshot", "hash"): HASH_ALGORITHMS,
+    ("mail", "transport"): ("sendmail", "smtp"),
+    ("filetraq", "diff_style"): ("unified", "context"),
+    ("filetraq", "diff_order"): ("oldnew", "newold"),
+}
+_SECTIONS = {
+    "snapshot": SnapshotSettings,
+    "report": ReportSettings,
+    "mail": MailSettings,
+    "filetraq": FiletraqSettings,
+}
+
+
+def _line_of(text: str, section: str, key: str | None) -> int | None:
+    """Best-effort line number of a key (or a section header) for error messages."""
+    in_section = key is None
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            in_section = stripped.strip("[] ") == section
+            if key is None and in_section:
+                return number
+            continue
+        if in_section and key and re.match(rf"\s*\"?{re.escape(key)}\"?\s*=", line):
+            return number
+    return None
+
+
+def _coerce(value: Any, default: Any, name: str) -> Any:
+    """Check a value against the type of its default and return it in that type."""
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise TypeError(f"{name} must be true or false")
+    if isinstance(default, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise TypeError(f"{name} must be a number, 0 or more")
+        if isinstance(default, int) and value != int(value):
+            raise TypeError(f"{name} must be a whole number")
+        return type(default)(value)
+    if isinstance(default, str):
+        if isinstance(value, str):
+            return value
+        raise TypeError(f"{name} must be a string")
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise TypeError(f"{name} must be a list of strings")
+
+
+def _file_keys(section: str, cls: type) -> dict[str, dataclasses.Field]:
+    """Map each key as the file spells it to its dataclass field."""
+    spelled = {attr: key for (sec, key), attr in _RENAMED.items() if sec == section}
+    return {spelled.get(f.name, f.name): f for f in dataclasses.fields(cls)}
+
+
+def parse_settings(text: str, path: Path, config_dir: Path, state_dir: Path) -> Settings:
+    """Parse systraq.conf text; raise ConfigError naming the file (and line) on bad input."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"not valid TOML: {err}", path) from None
+    sections: dict[str, Any] = {}
+    for section, values in data.items():
+        if section not in _SECTIONS:
+            raise ConfigError(f"unknown section [{section}] (known: {', '.join(_SECTIONS)})",
+                              path, _line_of(text, section, None))
+        if not isinstance(values, dict):
+            raise ConfigError(f"{section} must be a [section]", path)
+        cls = _SECTIONS[section]
+        known = _file_keys(section, cls)
+        kwargs = {}
+        for key, value in values.items():
+            line = _line_of(text, section, key)
+            if key not in known:
+                raise ConfigError(f"unknown setting {section}.{key} (known: "
+                                  f"{', '.join(known)})", path, line)
+            attr = known[key].name
+            try:
+                value = _coerce(value, known[key].default, f"{section}.{key}")
+            except TypeError as err:
+                raise ConfigError(str(err), path, line) from None
+            choices = _CHOICES.get((section, attr))
+            if choices and value not in choices:
+                raise ConfigError(f"{section}.{key} must be one of {', '.join(choices)}",
+                                  path, line)
+            if attr == "fields":
+                unknown = [f for f in value if f not in REPORTABLE_FIELDS]
+                if unknown:
+                    raise ConfigError(f"report.fields: unknown field {unknown[0]!r} (known: "
+                                      f"{', '.join(REPORTABLE_FIELDS)})", path, line)
+            kwargs[attr] = value
+        sections[section] = cls(**kwargs)
+    return Settings(config_dir=config_dir, state_dir=state_dir, **sections)
+
+
+def load_settings(config_dir: Path | str, state_dir: Path | str) -> Settings:
+    """Read CONFIG/systraq.conf if it exists; an absent file means every default."""
+    config_dir, state_dir = Path(config_dir), Path(state_dir)
+    path = config_dir / CONFIG_NAME
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return Settings(config_dir=config_dir, state_dir=state_dir)
+    except OSError as err:
+        raise ConfigError(f"cannot read: {os.strerror(err.errno or 0)}", path) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError("not UTF-8 text", path) from None
+    return parse_settings(text, path, config_dir, state_dir)

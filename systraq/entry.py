@@ -1,0 +1,69 @@
+"""The record of one file-system object, as a snapshot sees it."""
+
+from __future__ import annotations
+
+import functools
+import grp
+import os
+import pwd
+import stat
+from dataclasses import dataclass
+
+# One letter per file type, as find(1) prints them with %y.
+TYPE_LETTERS = {
+    stat.S_IFREG: "f", stat.S_IFDIR: "d", stat.S_IFLNK: "l", stat.S_IFIFO: "p",
+    stat.S_IFSOCK: "s", stat.S_IFCHR: "c", stat.S_IFBLK: "b",
+}
+TYPE_NAMES = {"f": "file", "d": "directory", "l": "symlink", "p": "fifo", "s": "socket",
+              "c": "char device", "b": "block device", "?": "unknown"}
+
+# What a scan could establish about an entry's content.
+OK = "ok"
+UNREADABLE = "unreadable"  # metadata recorded, content could not be read (or dir listed)
+RACED = "raced"  # the object changed or was replaced while it was being scanned
+STATUSES = (OK, UNREADABLE, RACED)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    path: bytes
+    type: str
+    perms: int
+    uid: int
+    user: str
+    gid: int
+    group: str
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    dev: int
+    ino: int
+    nlink: int
+    status: str = OK
+    hash: str = ""
+    target: bytes | None = None
+
+    @classmethod
+    def from_stat(cls, path: bytes, st: os.stat_result, **extra: object) -> Entry:
+        return cls(
+            path=path, type=TYPE_LETTERS.get(stat.S_IFMT(st.st_mode), "?"),
+            perms=stat.S_IMODE(st.st_mode), uid=st.st_uid, user=user_name(st.st_uid),
+            gid=st.st_gid, group=group_name(st.st_gid), size=st.st_size,
+            mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, dev=st.st_dev,
+            ino=st.st_ino, nlink=st.st_nlink, **extra)  # type: ignore[arg-type]
+
+
+@functools.lru_cache(maxsize=4096)
+def user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return ""
+
+
+@functools.lru_cache(maxsize=4096)
+def group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return ""

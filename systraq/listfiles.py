@@ -1,0 +1,207 @@
+"""Listfiles and homelists: which paths a snapshot covers.
+
+``snapshot_<mode>.list`` holds absolute paths or shell globs, ``snapshot_<mode>.homelist``
+paths relative to every user's home. Globs are expanded without following symlinks: a
+symlink met on the way is itself the entry, never a way in.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import os
+import posixpath
+import pwd
+import re
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from systraq.errors import ConfigError
+from systraq.nofollow import DirCache, ThroughSymlink, join, split
+
+_MAGIC = re.compile(rb"[*?[]")
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """One line of a listfile: an absolute path or glob, with where it came from."""
+
+    text: bytes
+    source: Path
+    line: int
+
+
+@dataclass(frozen=True)
+class Root:
+    """A path the scan starts from; a recursive root covers everything below it."""
+
+    path: bytes
+    recursive: bool
+
+
+@dataclass
+class Selection:
+    roots: list[Root]
+    unmatched: list[Pattern] = field(default_factory=list)
+    unreachable: int = 0  # matches the scanning user may not look at (EACCES)
+
+
+def order_key(path: bytes) -> bytes:
+    """Sort key of a path: component by component, so a directory's subtree stays together."""
+    return path.replace(b"/", b"\0")
+
+
+def _normalise(path: bytes) -> bytes:
+    return posixpath.normpath(path).replace(b"//", b"/") if path != b"/" else path
+
+
+def read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """Yield (line number, content) of the meaningful lines: no comments, no blank lines."""
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"cannot read: {os.strerror(err.errno or 0)}", path) from None
+    for number, line in enumerate(raw.split(b"\n"), 1):
+        text = line.strip()
+        if not text or text.startswith(b"#"):
+            continue
+        if b"\0" in text:
+            raise ConfigError("a NUL byte cannot be part of a path", path, number)
+        yield number, text
+
+
+def parse_list(path: Path) -> list[Pattern]:
+    """Parse a snapshot listfile: absolute paths or globs, one per line."""
+    patterns = []
+    for number, text in read_lines(path):
+        if not text.startswith(b"/"):
+            raise ConfigError(f"{text.decode(errors='replace')!r} is not an absolute path "
+                              "(list lines start with /)", path, number)
+        patterns.append(Pattern(_normalise(text), path, number))
+    return patterns
+
+
+def parse_homelist(path: Path) -> list[Pattern]:
+    """Parse a homelist: paths or globs relative to a home directory."""
+    patterns = []
+    for number, text in read_lines(path):
+        shown = text.decode(errors="replace")
+        if text.startswith(b"/"):
+            raise ConfigError(f"{shown!r} is absolute; homelist lines are relative to "
+                              "each home (write .ssh, not /.ssh)", path, number)
+        normal = posixpath.normpath(text)
+        if normal == b".." or normal.startswith(b"../"):
+            raise ConfigError(f"{shown!r} leaves the home directory", path, number)
+        if normal == b".":
+            raise ConfigError("'.' would cover every home entirely; name what to watch",
+                              path, number)
+        patterns.append(Pattern(normal, path, number))
+    return patterns
+
+
+def home_directories() -> list[bytes]:
+    """Every distinct home in the passwd database, '/' and relative ones skipped."""
+    homes = set()
+    for entry in pwd.getpwall():
+        home = _normalise(os.fsencode(entry.pw_dir))
+        if home.startswith(b"/") and home != b"/":
+            homes.add(home)
+    return sorted(homes, key=order_key)
+
+
+def _matches(pattern: bytes, name: bytes) -> bool:
+    # As the shell: a leading dot must be matched by a leading dot.
+    if name.startswith(b".") and not pattern.startswith(b"."):
+        return False
+    return fnmatch.fnmatchcase(name, pattern)
+
+
+def expand(pattern: bytes, dirs: DirCache) -> Iterator[bytes]:
+    """Yield the existing paths a pattern names, in order; a symlink on the way ends there."""
+    parts = [p for p in pattern.split(b"/") if p]
+    yield from _expand(b"/", parts, dirs)
+
+
+def _expand(base: bytes, parts: list[bytes], dirs: DirCache) -> Iterator[bytes]:
+    if not parts:
+        yield base
+        return
+    head, rest = parts[0], parts[1:]
+    try:
+        fd = dirs.open(base)
+    except ThroughSymlink as err:
+        yield err.ancestor
+        return
+    except FileNotFoundError:
+        return
+    if _MAGIC.search(head):
+        try:
+            names = sorted(os.fsencode(n) for n in os.listdir(fd))
+        except OSError as err:
+            if err.errno in (errno.EACCES, errno.EPERM):
+                raise
+            return
+        names = [n for n in names if _matches(head, n)]
+    else:
+        names = [head]
+    for name in names:
+        path = join(base, name)
+        try:
+            st = os.stat(name, dir_fd=dirs.open(base), follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if not rest:
+            yield path
+        elif stat.S_ISDIR(st.st_mode):
+            yield from _expand(path, rest, dirs)
+        elif stat.S_ISLNK(st.st_mode):
+            yield path
+
+
+def select(lists: Iterable[Pattern], homelists: Iterable[Pattern],
+           homes: Iterable[bytes], record_homes: bool) -> Selection:
+    """Turn patterns into sorted, non-overlapping scan roots."""
+    wanted: dict[bytes, bool] = {}
+    selection = Selection(roots=[])
+    homes = list(homes)
+    candidates: list[tuple[Pattern | None, bytes, bool]] = []
+    for pattern in lists:
+        candidates.append((pattern, pattern.text, True))
+    for pattern in homelists:
+        for home in homes:
+            candidates.append((pattern, join(home, pattern.text), True))
+    if record_homes:
+        candidates.extend((None, home, False) for home in homes)
+    matched: set[Pattern] = set()
+    with DirCache() as dirs:
+        for pattern, text, recursive in candidates:
+            try:
+                for path in expand(text, dirs):
+                    wanted[path] = wanted.get(path, False) or recursive
+                    if pattern is not None:
+                        matched.add(pattern)
+            except OSError as err:
+                if err.errno not in (errno.EACCES, errno.EPERM):
+                    raise
+                selection.unreachable += 1
+    seen_unmatched = set()
+    for pattern, _, _ in candidates:
+        if pattern is not None and pattern not in matched and pattern not in seen_unmatched:
+            seen_unmatched.add(pattern)
+            selection.unmatched.append(pattern)
+    covering: bytes | None = None
+    for path in sorted(wanted, key=order_key):
+        key = order_key(path)
+        if covering is not None and (key == covering or key.startswith(covering + b"\0")
+                                     or covering == b""):
+            continue
+        selection.roots.append(Root(path, wanted[path]))
+        if wanted[path]:
+            covering = key if path != b"/" else b""
+    return selection
+
+
+def ancestor_of(path: bytes) -> bytes:
+    return split(path)[0]

@@ -1,0 +1,66 @@
+"""Escaping of arbitrary byte strings (paths, link targets, names) into one readable field.
+
+Printable UTF-8 stays as it is; a backslash, tab, newline, carriage return, any other
+non-printable character and every byte that is not valid UTF-8 becomes an escape
+(``\\\\``, ``\\t``, ``\\n``, ``\\r``, ``\\xHH``). Decoding is byte for byte, so every byte
+string round-trips and an escaped field never holds a tab or a newline.
+"""
+
+from __future__ import annotations
+
+import re
+
+from systraq.errors import SystraqError
+
+_SHORT = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_UNSHORT = {b"\\": b"\\", b"t": b"\t", b"n": b"\n", b"r": b"\r"}
+_ESCAPE = re.compile(rb"\\(x[0-9a-fA-F]{2}|.|$)", re.DOTALL)
+
+
+class EscapeError(SystraqError):
+    """A field whose escapes are malformed."""
+
+
+def _escape_text(text: str) -> str:
+    if "\\" not in text and text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch in _SHORT:
+            out.append(_SHORT[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.extend(f"\\x{b:02x}" for b in ch.encode("utf-8"))
+    return "".join(out)
+
+
+def escape(raw: bytes) -> str:
+    """Return the readable one-field form of a byte string."""
+    out: list[str] = []
+    while raw:
+        try:
+            out.append(_escape_text(raw.decode("utf-8")))
+            break
+        except UnicodeDecodeError as err:
+            out.append(_escape_text(raw[: err.start].decode("utf-8")))
+            out.extend(f"\\x{b:02x}" for b in raw[err.start: err.end])
+            raw = raw[err.end:]
+    return "".join(out)
+
+
+def _unescape_one(match: re.Match[bytes]) -> bytes:
+    code = match.group(1)
+    if len(code) == 3:
+        return bytes([int(code[1:], 16)])
+    if code in _UNSHORT:
+        return _UNSHORT[code]
+    raise EscapeError(f"bad escape \\{code.decode('utf-8', 'replace')}")
+
+
+def unescape(field: str) -> bytes:
+    """Return the byte string an escaped field stands for; refuse malformed escapes."""
+    raw = field.encode("utf-8", "surrogateescape")
+    if b"\\" not in raw:
+        return raw
+    return _ESCAPE.sub(_unescape_one, raw)

@@ -1,0 +1,181 @@
+"""The snapshot job: listfiles → selection → scan → state file, under a lock per mode."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pwd
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from systraq.config import Settings
+from systraq.entry import Entry
+from systraq.errors import ConfigError, SystraqError
+from systraq.hashing import new_hasher
+from systraq.listfiles import Pattern, home_directories, parse_homelist, parse_list, select
+from systraq.lock import locked
+from systraq.scan import Scanner, ScanStats
+from systraq.state import Header, StateWriter, format_entry, parse_entry
+
+Progress = Callable[[Entry], None]
+
+
+@dataclass
+class SnapshotResult:
+    mode: str
+    path: Path
+    entries: int
+    stats: ScanStats
+    unmatched: list[Pattern] = field(default_factory=list)
+    unreachable: int = 0
+    seconds: float = 0.0
+    scanned_as: str = ""
+
+
+@dataclass
+class _Plan:
+    lists: list[Pattern]
+    homelists: list[Pattern]
+    sources: tuple[bytes, ...]
+
+
+def state_path(settings: Settings, mode: str) -> Path:
+    return settings.state_dir / f"snapshot_{mode}.stat"
+
+
+def _plan(settings: Settings, mode: str) -> _Plan:
+    list_file = settings.list_path(mode, "list")
+    home_file = settings.list_path(mode, "homelist")
+    if not list_file.exists() and not home_file.exists():
+        raise ConfigError(f"nothing to snapshot in {mode} mode: create {list_file.name} "
+                          f"(and {home_file.name} for paths in homes)", settings.config_dir)
+    lists = parse_list(list_file) if list_file.exists() else []
+    homelists = parse_homelist(home_file) if home_file.exists() else []
+    sources = tuple(os.fsencode(p) for p in (list_file, home_file) if p.exists())
+    return _Plan(lists, homelists, sources)
+
+
+def pub_scan_user(settings: Settings) -> pwd.struct_passwd | None:
+    """The unprivileged account a root-run pub scan drops to (None: no drop needed)."""
+    if os.geteuid() != 0:
+        return None
+    for name in (settings.snapshot.pub_user, "nobody"):
+        try:
+            account = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return account if account.pw_uid != 0 else None
+    raise SystraqError(f"neither the pub user {settings.snapshot.pub_user!r} nor 'nobody' "
+                       "exists: cannot scan pub files unprivileged")
+
+
+def take_snapshot(settings: Settings, mode: str, *, algorithm: str | None = None,
+                  full: bool = False, progress: Progress | None = None) -> SnapshotResult:
+    """Scan what the mode's lists name and replace its state file atomically."""
+    if mode == "root" and os.geteuid() != 0:
+        raise SystraqError("the root snapshot reads files only root can read: run it as root")
+    algorithm = algorithm or settings.snapshot.hash
+    factory = new_hasher(algorithm)
+    plan = _plan(settings, mode)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_path(settings, mode)
+    started = time.monotonic()
+    created_ns = time.time_ns()
+    header = Header(host=socket.gethostname(), mode=mode, created_ns=created_ns,
+                    hash=algorithm, full_rehash_ns=created_ns, lists=plan.sources)
+    drop_to = pub_scan_user(settings) if mode == "pub" else None
+    lock = settings.state_dir / f"snapshot_{mode}.lock"
+    with locked(lock, settings.snapshot.lock_timeout), \
+            StateWriter(path, header, private=(mode == "root")) as writer:
+        if drop_to is None:
+            result = _scan_here(settings, mode, plan, factory, writer, progress)
+        else:
+            result = _scan_as(drop_to, settings, mode, plan, factory, writer, progress)
+    result.path = path
+    result.entries = writer.count
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _scan_here(settings: Settings, mode: str, plan: _Plan, factory: Callable,
+               writer: StateWriter, progress: Progress | None) -> SnapshotResult:
+    for kind, payload in _scan_events(settings, mode, plan, factory):
+        if kind == "entry":
+            writer.add(payload)
+            if progress:
+                progress(payload)
+        else:
+            return payload
+    raise AssertionError("scan ended without a result")
+
+
+def _scan_events(settings: Settings, mode: str, plan: _Plan, factory: Callable
+                 ) -> Iterator[tuple[str, object]]:
+    selection = select(plan.lists, plan.homelists, home_directories(),
+                       record_homes=(mode == "pub"))
+    scanner = Scanner(factory, settings.snapshot.workers)
+    for entry in scanner.scan(selection.roots):
+        yield "entry", entry
+    stats = scanner.stats
+    yield "result", SnapshotResult(
+        mode=mode, path=Path(), entries=0, stats=stats, unmatched=selection.unmatched,
+        unreachable=selection.unreachable + stats.unreachable,
+        scanned_as=pwd.getpwuid(os.geteuid()).pw_name)
+
+
+def _scan_as(account: pwd.struct_passwd, settings: Settings, mode: str, plan: _Plan,
+             factory: Callable, writer: StateWriter, progress: Progress | None
+             ) -> SnapshotResult:
+    """Scan in a child process that has dropped root, and write what it streams back."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child, checked through its output
+        os.close(read_fd)
+        status = 0
+        with os.fdopen(write_fd, "wb", buffering=1 << 16) as out:
+            try:
+                os.setgroups([])
+                os.setgid(account.pw_gid)
+                os.setuid(account.pw_uid)
+                os.chdir("/")
+                for kind, payload in _scan_events(settings, mode, plan, factory):
+                    if kind == "entry":
+                        out.write(format_entry(payload))
+                    else:
+                        summary = dataclasses.asdict(payload.stats)
+                        summary["unmatched"] = [(str(p.source), p.line)
+                                                for p in payload.unmatched]
+                        summary["unreachable"] = payload.unreachable
+                        out.write(b"#result\t" + json.dumps(summary).encode() + b"\n")
+            except BaseException as err:  # reported to the parent, then exit
+                out.write(b"#error\t" + str(err).replace("\n", " ").encode() + b"\n")
+                status = 2
+        os._exit(status)
+    os.close(write_fd)
+    result: SnapshotResult | None = None
+    error = None
+    with os.fdopen(read_fd, "rb", buffering=1 << 16) as stream:
+        for line in stream:
+            if line.startswith(b"#error\t"):
+                error = line[7:].decode(errors="replace").strip()
+            elif line.startswith(b"#result\t"):
+                summary = json.loads(line[8:])
+                known = {(str(p.source), p.line): p for p in plan.lists + plan.homelists}
+                unmatched = [known[tuple(where)] for where in summary.pop("unmatched")]
+                unreachable = summary.pop("unreachable")
+                result = SnapshotResult(mode=mode, path=Path(), entries=0,
+                                        stats=ScanStats(**summary), unmatched=unmatched,
+                                        unreachable=unreachable, scanned_as=account.pw_name)
+            else:
+                entry = parse_entry(line[:-1].decode())
+                writer.add_line(line, entry)
+                if progress:
+                    progress(entry)
+    _, status = os.waitpid(pid, 0)
+    if error or result is None or os.waitstatus_to_exitcode(status) != 0:
+        raise SystraqError(f"pub scan as {account.pw_name} failed: {error or 'no result'}")
+    return result

@@ -1,0 +1,284 @@
+"""State files, format version 1: a header, one entry per line sorted by path, a trailer.
+
+Written to a temporary file in the same directory, fsynced and renamed into place, so a
+crash or a full disk leaves the previous file intact. Read strictly: a file that is
+truncated, edited or of another version is refused with its name and line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import xxhash
+
+from systraq.entry import STATUSES, TYPE_NAMES, Entry
+from systraq.errors import StateError
+from systraq.listfiles import order_key
+from systraq.pathcodec import EscapeError, escape, unescape
+
+VERSION = 1
+MAGIC = "#systraq-state"
+COLUMNS = ("path", "type", "perms", "uid", "user", "gid", "group", "size", "mtime_ns",
+           "ctime_ns", "dev", "ino", "nlink", "status", "hash", "target")
+_HEADER_KEYS = ("host", "mode", "created", "hash", "full_rehash", "lists", "columns")
+
+
+@dataclass(frozen=True)
+class Header:
+    host: str
+    mode: str
+    created_ns: int
+    hash: str
+    full_rehash_ns: int = 0
+    lists: tuple[bytes, ...] = field(default_factory=tuple)
+
+
+def _iso(ns: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns // 1_000_000_000))
+
+
+def format_header(header: Header) -> bytes:
+    lines = [
+        f"{MAGIC}\t{VERSION}",
+        f"#host\t{escape(header.host.encode())}",
+        f"#mode\t{header.mode}",
+        f"#created\t{header.created_ns}\t{_iso(header.created_ns)}",
+        f"#hash\t{header.hash}",
+        f"#full_rehash\t{header.full_rehash_ns}\t{_iso(header.full_rehash_ns)}",
+        "\t".join(["#lists", *(escape(p) for p in header.lists)]),
+        "\t".join(["#columns", *COLUMNS]),
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def format_entry(entry: Entry) -> bytes:
+    fields = (
+        escape(entry.path), entry.type, f"{entry.perms:04o}", str(entry.uid),
+        escape(os.fsencode(entry.user)), str(entry.gid), escape(os.fsencode(entry.group)),
+        str(entry.size), str(entry.mtime_ns), str(entry.ctime_ns), str(entry.dev),
+        str(entry.ino), str(entry.nlink), entry.status, entry.hash,
+        "" if entry.target is None else escape(entry.target),
+    )
+    return ("\t".join(fields) + "\n").encode()
+
+
+def parse_entry(line: str) -> Entry:
+    """Parse one entry line (without its newline); raise ValueError when it is malformed."""
+    fields = line.split("\t")
+    if len(fields) != len(COLUMNS):
+        raise ValueError(f"expected {len(COLUMNS)} tab-separated fields, found {len(fields)}")
+    (path, type_, perms, uid, user, gid, group, size, mtime, ctime, dev, ino, nlink,
+     status, digest, target) = fields
+    if type_ not in TYPE_NAMES:
+        raise ValueError(f"unknown type {type_!r}")
+    if status not in STATUSES:
+        raise ValueError(f"unknown status {status!r}")
+    if not path.startswith("/"):
+        raise ValueError("path is not absolute")
+    try:
+        numbers = [int(v) for v in (uid, gid, size, mtime, ctime, dev, ino, nlink)]
+        mode = int(perms, 8)
+    except ValueError:
+        raise ValueError("a numeric field is not a number") from None
+    try:
+        return Entry(unescape(path), type_, mode, numbers[0], os.fsdecode(unescape(user)),
+                     numbers[1], os.fsdecode(unescape(group)), *numbers[2:], status=status,
+                     hash=digest, target=unescape(target) if target else None)
+    except EscapeError as err:
+        raise ValueError(err.message) from None
+
+
+class StateWriter:
+    """Write a state file atomically; entries must come in order (``order_key``)."""
+
+    def __init__(self, path: Path, header: Header, private: bool = False) -> None:
+        self.path = Path(path)
+        self.header = header
+        self.private = private
+        self.count = 0
+        self._last_key: bytes | None = None
+        self._checksum = xxhash.xxh3_128()
+        self._file: BinaryIO | None = None
+        self._tmp: str | None = None
+
+    def __enter__(self) -> StateWriter:
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
+                                         dir=self.path.parent)
+        os.fchmod(fd, 0o600 if self.private else 0o644)
+        self._file = os.fdopen(fd, "wb", buffering=1 << 16)
+        self._write(format_header(self.header))
+        return self
+
+    def _write(self, data: bytes) -> None:
+        assert self._file is not None
+        self._checksum.update(data)
+        self._file.write(data)
+
+    def add(self, entry: Entry) -> None:
+        key = order_key(entry.path)
+        if self._last_key is not None and key <= self._last_key:
+            if key == self._last_key:
+                return
+            raise AssertionError(f"entries out of order at {entry.path!r}")
+        self._last_key = key
+        self._write(format_entry(entry))
+        self.count += 1
+
+    def add_line(self, line: bytes, entry: Entry) -> None:
+        """Add an entry already formatted (by a scan in another process)."""
+        key = order_key(entry.path)
+        if self._last_key is not None and key <= self._last_key:
+            raise AssertionError(f"entries out of order at {entry.path!r}")
+        self._last_key = key
+        self._write(line)
+        self.count += 1
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        assert self._file is not None and self._tmp is not None
+        try:
+            if exc_type is None:
+                self._file.write(f"#end\tentries={self.count}\t"
+                                 f"xxh3_128={self._checksum.hexdigest()}\n".encode())
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            self._file.close()
+            if exc_type is None:
+                os.replace(self._tmp, self.path)
+                self._tmp = None
+                fsync_dir(self.path.parent)
+        finally:
+            if self._tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(self._tmp)
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class StateReader:
+    """Read a state file strictly, streaming its entries.
+
+    The trailer is checked after the last entry: a consumer must not act on what it read
+    until the iteration has ended without an error.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self._file = open(self.path, "rb")  # noqa: SIM115 - closed by close()/iteration
+        except FileNotFoundError:
+            raise StateError("no such state file", self.path) from None
+        except OSError as err:
+            raise StateError(f"cannot read: {os.strerror(err.errno or 0)}", self.path) from None
+        self._checksum = xxhash.xxh3_128()
+        self.line = 0
+        self.header = self._read_header()
+
+    def __enter__(self) -> StateReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def _error(self, message: str) -> StateError:
+        return StateError(message, self.path, self.line or None)
+
+    def _next_line(self) -> str | None:
+        raw = self._file.readline()
+        if not raw:
+            return None
+        self.line += 1
+        if not raw.endswith(b"\n"):
+            raise self._error("truncated (last line incomplete)")
+        try:
+            text = raw[:-1].decode("utf-8")
+        except UnicodeDecodeError:
+            raise self._error("not UTF-8 text: corrupt") from None
+        if not text.startswith("#end\t"):
+            self._checksum.update(raw)
+        return text
+
+    def _read_header(self) -> Header:
+        first = self._next_line()
+        if first is None or not first.startswith(MAGIC + "\t"):
+            raise self._error("not a systraq state file")
+        version = first.split("\t", 1)[1]
+        if version != str(VERSION):
+            raise self._error(f"state format version {version} is not understood by this "
+                              f"systraq (it reads version {VERSION})")
+        values: dict[str, list[str]] = {}
+        while "columns" not in values:
+            text = self._next_line()
+            if text is None:
+                raise self._error("truncated (header incomplete)")
+            key, *rest = text[1:].split("\t")
+            if not text.startswith("#") or key not in _HEADER_KEYS or key in values:
+                raise self._error(f"unexpected header line {text[:40]!r}")
+            values[key] = rest
+        if tuple(values["columns"]) != COLUMNS:
+            raise self._error("unexpected column list")
+        try:
+            return Header(
+                host=unescape(values["host"][0]).decode("utf-8", "replace"),
+                mode=values["mode"][0], created_ns=int(values["created"][0]),
+                hash=values["hash"][0], full_rehash_ns=int(values["full_rehash"][0]),
+                lists=tuple(unescape(v) for v in values["lists"]))
+        except (KeyError, IndexError, ValueError):
+            raise self._error("incomplete or malformed header") from None
+
+    def __iter__(self) -> Iterator[Entry]:
+        last_key: bytes | None = None
+        count = 0
+        try:
+            while True:
+                text = self._next_line()
+                if text is None:
+                    raise self._error("truncated (no #end trailer)")
+                if text.startswith("#end\t"):
+                    break
+                try:
+                    entry = parse_entry(text)
+                except ValueError as err:
+                    raise self._error(f"bad entry: {err}") from None
+                key = order_key(entry.path)
+                if last_key is not None and key <= last_key:
+                    raise self._error("entries out of order or repeated")
+                last_key = key
+                count += 1
+                yield entry
+            self._check_trailer(text, count)
+            if self._file.read(1):
+                self.line += 1
+                raise self._error("data after the #end trailer")
+        finally:
+            self.close()
+
+    def _check_trailer(self, text: str, count: int) -> None:
+        fields = dict(f.split("=", 1) for f in text.split("\t")[1:] if "=" in f)
+        if fields.get("entries") != str(count):
+            raise self._error(f"trailer says {fields.get('entries')} entries, file holds "
+                              f"{count}: truncated or edited")
+        if fields.get("xxh3_128") != self._checksum.hexdigest():
+            raise self._error("checksum mismatch: the file was edited or is corrupt")
+
+
+def read_state(path: Path) -> tuple[Header, list[Entry]]:
+    """Read a whole state file (small files, tests); verify it completely."""
+    reader = StateReader(path)
+    entries = list(reader)
+    return reader.header, entries
