@@ -17,8 +17,16 @@ from systraq.errors import LockedError, SystraqError
 @contextlib.contextmanager
 def locked(path: Path, timeout: float) -> Iterator[None]:
     """Hold an exclusive lock on ``path``; wait up to ``timeout`` seconds, then refuse."""
+    flags = os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | flags, 0o644)
+    except PermissionError:
+        # Created by another account (root ran the pub job by hand): flock works read-only.
+        try:
+            fd = os.open(path, os.O_RDONLY | flags)
+        except OSError as err:
+            raise SystraqError(f"cannot open lock file: {os.strerror(err.errno or 0)}",
+                               path) from None
     except OSError as err:
         raise SystraqError(f"cannot open lock file: {os.strerror(err.errno or 0)}",
                            path) from None
@@ -40,8 +48,9 @@ def locked(path: Path, timeout: float) -> Iterator[None]:
                 raise LockedError(f"another systraq run (pid {holder}) holds this lock; "
                                   f"gave up after {timeout:g}s", path)
             time.sleep(0.05)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)

@@ -6,7 +6,6 @@ The only module that imports rich; commands call a ``Terminal`` and never print 
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import TextIO
@@ -89,10 +88,8 @@ class Terminal:
         for count, what in ((stats.unreadable, "unreadable"), (stats.raced, "changed while "
                             "scanned"), (result.unreachable, "not reachable as "
                             f"{result.scanned_as}"), (len(result.unmatched),
-                            "list lines matched nothing")):
+                            "list lines matching nothing")):
             if count:
                 parts.append(f"{count:,} {what}")
-        shown = os.path.relpath(result.path) if not str(result.path).startswith("/var") \
-            else result.path
         self.console.print(f"[bold]snapshot {result.mode}[/]: {', '.join(parts)} in "
-                           f"{result.seconds:.1f}s → {shown}")
+                           f"{result.seconds:.1f}s → {result.path}", soft_wrap=True)

@@ -1,0 +1,162 @@
+"""The snapshot command as cron and an administrator meet it."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import threading
+
+from systraq.config import load_settings
+from systraq.lock import locked
+from systraq.render import Terminal
+from systraq.snapshot import take_snapshot
+
+from .conftest import REPO, Workspace, entries_of, needs_root
+
+
+def test_shipped_example_config_works_as_root_and_unprivileged(ws: Workspace) -> None:
+    example = REPO / "etc"
+    for user in (None, "nobody"):
+        done = ws.run("--config-dir", str(example), "snapshot", user=user)
+        assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+        assert entries_of(ws.state / "snapshot_pub.stat")
+
+
+def test_rerun_on_unchanged_tree_gives_identical_entries(ws: Workspace) -> None:
+    (ws.tree / "a").write_text("one")
+    (ws.tree / "dir").mkdir()
+    (ws.tree / "dir" / "b").write_text("two")
+    ws.write_list("pub", str(ws.tree))
+    ws.run("snapshot")
+    first = (ws.state / "snapshot_pub.stat").read_text().splitlines()
+    ws.run("snapshot")
+    second = (ws.state / "snapshot_pub.stat").read_text().splitlines()
+    differing = [a.split("\t")[0] for a, b in zip(first, second, strict=True) if a != b]
+    assert differing == ["#created", "#full_rehash", "#end"]
+
+
+def test_root_state_is_private_and_root_only(ws: Workspace) -> None:
+    needs_root()
+    (ws.tree / "shadow").write_text("x")
+    ws.write_list("root", str(ws.tree / "shadow"))
+    assert ws.run("snapshot", "--mode", "root").returncode == 0
+    assert (ws.state / "snapshot_root.stat").stat().st_mode & 0o777 == 0o600
+    refused = ws.run("snapshot", "--mode", "root", user="nobody")
+    assert refused.returncode == 2
+    assert refused.stderr == ("systraq: the root snapshot reads files only root can read: "
+                              "run it as root\n")
+
+
+def test_mode_all_writes_both_snapshots(ws: Workspace) -> None:
+    needs_root()
+    ws.write_list("pub", str(ws.tree))
+    ws.write_list("root", str(ws.tree))
+    assert ws.run("snapshot", "--mode", "all").returncode == 0
+    assert {p.name for p in ws.state.glob("*.stat")} == {"snapshot_pub.stat",
+                                                         "snapshot_root.stat"}
+
+
+def test_second_snapshot_waits_then_names_the_lock_holder(ws: Workspace) -> None:
+    ws.write_list("pub", str(ws.tree))
+    (ws.config / "systraq.conf").write_text("[snapshot]\nlock_timeout = 0.5\n")
+    with locked(ws.state / "snapshot_pub.lock", 1):
+        done = ws.run("snapshot")
+    assert done.returncode == 2
+    assert f"(pid {os.getpid()}) holds this lock" in done.stderr
+    assert done.stderr.count("\n") == 1
+    assert not (ws.state / "snapshot_pub.stat").exists()
+
+
+def test_concurrent_snapshots_both_succeed_in_turn(ws: Workspace) -> None:
+    for i in range(200):
+        (ws.tree / f"f{i}").write_text(str(i))
+    ws.write_list("pub", str(ws.tree))
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(ws.run("snapshot")))
+               for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [r.returncode for r in results] == [0, 0, 0]
+    assert len([ln for ln in entries_of(ws.state / "snapshot_pub.stat")
+                if ln.startswith(str(ws.tree))]) == 201
+
+
+def test_missing_lists_are_a_clear_error(ws: Workspace) -> None:
+    done = ws.run("snapshot")
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"systraq: {ws.config}: nothing to snapshot in pub mode")
+    assert "Traceback" not in done.stderr
+
+
+def test_bad_list_line_names_file_and_line(ws: Workspace) -> None:
+    listfile = ws.write_list("pub", "# ok", "/etc/hosts", "etc/passwd")
+    done = ws.run("snapshot")
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"systraq: {listfile}:3: 'etc/passwd' is not an absolute")
+    assert done.stderr.count("\n") == 1
+
+
+def test_bad_config_names_file_and_line(ws: Workspace) -> None:
+    ws.write_list("pub", str(ws.tree))
+    conf = ws.config / "systraq.conf"
+    for text, expected in [
+        ("[snapshot]\nhash = 'crc32'\n", ":2: snapshot.hash must be one of"),
+        ("[snapshot]\n\nlock_timeout = 'soon'\n", ":3: snapshot.lock_timeout must be a number"),
+        ("[snapshots]\n", ":1: unknown section [snapshots]"),
+        ("[snapshot]\nhash = \n", ": not valid TOML"),
+    ]:
+        conf.write_text(text)
+        done = ws.run("snapshot")
+        assert done.returncode == 2, text
+        assert done.stderr.startswith(f"systraq: {conf}{expected}"), done.stderr
+    assert not (ws.state / "snapshot_pub.stat").exists()
+
+
+def test_unreadable_config_is_a_clear_error(ws: Workspace) -> None:
+    ws.write_list("pub", str(ws.tree))
+    conf = ws.config / "systraq.conf"
+    conf.write_text("[snapshot]\n")
+    conf.chmod(0o600)
+    done = ws.run("snapshot", user="nobody")
+    assert (done.returncode, done.stderr) == (2, f"systraq: {conf}: cannot read: "
+                                                 "Permission denied\n")
+
+
+def test_environment_variables_set_the_directories(ws: Workspace) -> None:
+    ws.write_list("pub", str(ws.tree))
+    other = ws.root / "elsewhere"
+    done = ws.run("snapshot", env={"SYSTRAQ_STATE_DIR": str(other)})
+    assert done.returncode == 0
+    # The command-line option wins over the environment, as with every global option.
+    assert (ws.state / "snapshot_pub.stat").exists() and not other.exists()
+    import subprocess
+    import sys
+    subprocess.run([sys.executable, "-m", "systraq", "snapshot"], check=True, cwd=ws.root,
+                   env={**os.environ, "PYTHONPATH": str(REPO),
+                        "SYSTRAQ_CONFIG_DIR": str(ws.config), "SYSTRAQ_STATE_DIR": str(other)})
+    assert (other / "snapshot_pub.stat").exists()
+
+
+def test_terminal_run_shows_a_one_line_summary(ws: Workspace) -> None:
+    (ws.tree / "f").write_text("x")
+    ws.write_list("pub", str(ws.tree), str(ws.tree / "nothing-*"))
+    out = io.StringIO()
+    terminal = Terminal(out=out, err=io.StringIO(), interactive=True)
+    settings = load_settings(ws.config, ws.state)
+    with terminal.scan_progress("snapshot pub") as progress:
+        result = take_snapshot(settings, "pub", progress=progress)
+    terminal.snapshot_summary(result)
+    plain = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", out.getvalue())
+    summary = plain.strip().splitlines()[-1]
+    assert summary.startswith("snapshot pub: ") and "entries" in summary
+    assert "1 list lines matching nothing" in summary
+    assert summary.endswith(str(ws.state / "snapshot_pub.stat"))
+
+
+def test_help_and_version(ws: Workspace) -> None:
+    assert "snapshot" in ws.run("--help").stdout
+    assert ws.run("--version").stdout.startswith("systraq, version ")
+    assert "--mode [pub|root|all]" in ws.run("snapshot", "--help").stdout

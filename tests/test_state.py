@@ -1,0 +1,135 @@
+"""State files: exact round-trip, strict reading, atomic replacement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from systraq.entry import STATUSES, TYPE_LETTERS, Entry
+from systraq.errors import StateError
+from systraq.listfiles import order_key
+from systraq.state import Header, StateWriter, read_state
+
+HEADER = Header(host="host\tname", mode="pub", created_ns=1_795_000_000_123_456_789,
+                hash="sha256", full_rehash_ns=1_795_000_000_000_000_000,
+                lists=(b"/etc/systraq/snapshot_pub.list", b"/odd\nlist"))
+
+names = st.binary(min_size=1, max_size=12).filter(lambda b: b"/" not in b)
+entries = st.builds(
+    Entry,
+    path=st.lists(names, min_size=1, max_size=4).map(lambda parts: b"/" + b"/".join(parts)),
+    type=st.sampled_from(sorted(set(TYPE_LETTERS.values()))),
+    perms=st.integers(0, 0o7777), uid=st.integers(0, 2**32 - 1),
+    user=st.text(max_size=8), gid=st.integers(0, 2**32 - 1), group=st.text(max_size=8),
+    size=st.integers(0, 2**63), mtime_ns=st.integers(0, 2**63), ctime_ns=st.integers(0, 2**63),
+    dev=st.integers(0, 2**64), ino=st.integers(0, 2**64), nlink=st.integers(0, 2**32),
+    status=st.sampled_from(STATUSES), hash=st.sampled_from(["", "ab" * 32]),
+    target=st.one_of(st.none(), st.binary(min_size=1, max_size=20)),
+)
+
+
+def sorted_unique(items: list[Entry]) -> list[Entry]:
+    by_key = {order_key(e.path): e for e in items}
+    return [by_key[k] for k in sorted(by_key)]
+
+
+def write(path: Path, items: list[Entry], header: Header = HEADER) -> None:
+    with StateWriter(path, header) as writer:
+        for entry in items:
+            writer.add(entry)
+
+
+@given(st.lists(entries, max_size=15))
+@settings(max_examples=80, deadline=None)
+def test_state_round_trips_exactly(tmp_path_factory, items) -> None:
+    path = tmp_path_factory.mktemp("state") / "snapshot_pub.stat"
+    items = sorted_unique(items)
+    write(path, items)
+    header, read = read_state(path)
+    assert header == HEADER
+    assert read == items
+    assert all("\n" not in line for line in path.read_text().split("\n"))
+
+
+@pytest.fixture
+def state_file(tmp_path: Path) -> Path:
+    path = tmp_path / "snapshot_pub.stat"
+    write(path, [Entry(b"/etc", "d", 0o755, 0, "root", 0, "root", 4096, 1, 2, 3, 4, 5),
+                 Entry(b"/etc/hosts", "f", 0o644, 0, "root", 0, "root", 12, 1, 2, 3, 5, 1,
+                       hash="ab" * 32)])
+    return path
+
+
+def read_error(path: Path) -> str:
+    with pytest.raises(StateError) as caught:
+        read_state(path)
+    return str(caught.value)
+
+
+def test_truncated_file_is_refused_naming_it(state_file: Path) -> None:
+    data = state_file.read_bytes()
+    state_file.write_bytes(data[: data.rindex(b"#end")])
+    message = read_error(state_file)
+    assert message.startswith(str(state_file)) and "truncated" in message
+
+
+def test_file_cut_mid_line_is_refused(state_file: Path) -> None:
+    state_file.write_bytes(state_file.read_bytes()[:-10])
+    assert "truncated" in read_error(state_file)
+
+
+def test_hand_edited_entry_fails_the_checksum(state_file: Path) -> None:
+    state_file.write_text(state_file.read_text().replace("0644", "0666"))
+    assert "checksum mismatch" in read_error(state_file)
+
+
+def test_removed_line_is_detected(state_file: Path) -> None:
+    lines = state_file.read_text().splitlines(keepends=True)
+    state_file.write_text("".join(ln for ln in lines if not ln.startswith("/etc/hosts")))
+    assert "entries" in read_error(state_file)
+
+
+def test_malformed_line_names_its_line_number(state_file: Path) -> None:
+    lines = state_file.read_text().splitlines(keepends=True)
+    lines[-2] = "/etc/hosts\tf\tnot-enough-fields\n"
+    state_file.write_text("".join(lines))
+    assert f"{state_file}:{len(lines) - 1}: bad entry" in read_error(state_file)
+
+
+def test_other_format_version_is_refused_clearly(state_file: Path) -> None:
+    state_file.write_text(state_file.read_text().replace("#systraq-state\t1", "#systraq-state\t2"))
+    assert "version 2 is not understood" in read_error(state_file)
+
+
+def test_not_a_state_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.stat"
+    path.write_text("<sha256>  /etc/ssh/sshd_config\n")
+    assert "not a systraq state file" in read_error(path)
+
+
+def test_failed_write_leaves_previous_file_intact(state_file: Path) -> None:
+    before = state_file.read_bytes()
+    with pytest.raises(RuntimeError), StateWriter(state_file, HEADER) as writer:
+        writer.add(Entry(b"/x", "f", 0o644, 0, "", 0, "", 0, 0, 0, 0, 0, 1))
+        raise RuntimeError("disk full")
+    assert state_file.read_bytes() == before
+    assert [p.name for p in state_file.parent.iterdir()] == [state_file.name]
+
+
+def test_private_state_is_not_world_readable(tmp_path: Path) -> None:
+    path = tmp_path / "snapshot_root.stat"
+    with StateWriter(path, HEADER, private=True):
+        pass
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_rename_replaces_a_planted_symlink_instead_of_following_it(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / "snapshot_root.stat").symlink_to(victim)
+    write(tmp_path / "snapshot_root.stat", [])
+    assert victim.read_text() == "precious"
+    assert not (tmp_path / "snapshot_root.stat").is_symlink()
