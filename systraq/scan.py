@@ -104,7 +104,7 @@ class Scanner:
 
     def _hash(self, pending: _Pending) -> Entry:
         try:
-            digest = hash_fd(pending.fd, self.factory)
+            digest = hash_fd(pending.fd, self.factory, pending.opened.st_size)
             after = os.fstat(pending.fd)
         except OSError:
             return replace(pending.entry, status=UNREADABLE)
