@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import threading
 from collections.abc import Callable
 from typing import Protocol
 
@@ -33,6 +34,20 @@ SPARSE_MIN = 16 << 20
 _ZEROS = memoryview(bytes(CHUNK))
 
 
+_local = threading.local()
+
+
+def _buffer() -> tuple[bytearray, memoryview]:
+    # One read buffer per thread: allocating (and zeroing) 1 MiB per file costs more than
+    # hashing a small file.
+    try:
+        return _local.buffer
+    except AttributeError:
+        buffer = bytearray(CHUNK)
+        _local.buffer = (buffer, memoryview(buffer))
+        return _local.buffer
+
+
 def new_hasher(algorithm: str) -> Callable[[], Hasher]:
     try:
         return ALGORITHMS[algorithm]
@@ -44,8 +59,7 @@ def new_hasher(algorithm: str) -> Callable[[], Hasher]:
 def hash_fd(fd: int, factory: Callable[[], Hasher], size: int = 0) -> str:
     """Hash the file open at fd (``size`` as fstat saw it) and return the hex digest."""
     hasher = factory()
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
+    buffer, view = _buffer()
     if size >= SPARSE_MIN and _hash_sparse(fd, hasher, size, buffer, view):
         return hasher.hexdigest()
     os.lseek(fd, 0, os.SEEK_SET)

@@ -20,7 +20,6 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from systraq.entry import Entry
 from systraq.snapshot import SnapshotResult
 
 
@@ -54,7 +53,7 @@ class Terminal:
         print(text, file=self.out, flush=True)
 
     @contextlib.contextmanager
-    def scan_progress(self, label: str) -> Iterator[Callable[[Entry], None] | None]:
+    def scan_progress(self, label: str) -> Iterator[Callable[[int, int], None] | None]:
         """A live progress bar (entries, bytes, rate) on a terminal; nothing otherwise."""
         if not self.interactive:
             yield None
@@ -64,15 +63,9 @@ class Terminal:
                    TransferSpeedColumn(), TimeElapsedColumn())
         with Progress(*columns, console=self.console, transient=True) as bar:
             task = bar.add_task(label, total=None, entries=0)
-            counted = {"entries": 0, "bytes": 0, "shown": 0}
 
-            def advance(entry: Entry) -> None:
-                counted["entries"] += 1
-                if entry.type == "f":
-                    counted["bytes"] += entry.size
-                if counted["entries"] - counted["shown"] >= 200:
-                    counted["shown"] = counted["entries"]
-                    bar.update(task, completed=counted["bytes"], entries=counted["entries"])
+            def advance(entries: int, size: int) -> None:
+                bar.update(task, completed=size, entries=entries)
 
             yield advance
 

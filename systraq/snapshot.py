@@ -11,17 +11,18 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from systraq.config import Settings
-from systraq.entry import Entry
 from systraq.errors import ConfigError, SystraqError
+from systraq.hashcache import PreviousSnapshot
 from systraq.hashing import new_hasher
 from systraq.listfiles import Pattern, home_directories, parse_homelist, parse_list, select
 from systraq.lock import locked
 from systraq.scan import Scanner, ScanStats
-from systraq.state import Header, StateWriter, format_entry, parse_entry
+from systraq.state import Header, StateWriter
 
-Progress = Callable[[Entry], None]
+Progress = Callable[[int, int], None]  # entries so far, bytes of regular files
 
 
 @dataclass
@@ -79,47 +80,47 @@ def take_snapshot(settings: Settings, mode: str, *, algorithm: str | None = None
     if mode == "root" and os.geteuid() != 0:
         raise SystraqError("the root snapshot reads files only root can read: run it as root")
     algorithm = algorithm or settings.snapshot.hash
-    factory = new_hasher(algorithm)
+    new_hasher(algorithm)
     plan = _plan(settings, mode)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     path = state_path(settings, mode)
     started = time.monotonic()
-    created_ns = time.time_ns()
-    header = Header(host=socket.gethostname(), mode=mode, created_ns=created_ns,
-                    hash=algorithm, full_rehash_ns=created_ns, lists=plan.sources)
     drop_to = pub_scan_user(settings) if mode == "pub" else None
     lock = settings.state_dir / f"snapshot_{mode}.lock"
-    with locked(lock, settings.snapshot.lock_timeout), \
-            StateWriter(path, header, private=(mode == "root")) as writer:
-        if drop_to is None:
-            result = _scan_here(settings, mode, plan, factory, writer, progress)
-        else:
-            result = _scan_as(drop_to, settings, mode, plan, factory, writer, progress)
+    with locked(lock, settings.snapshot.lock_timeout):
+        created_ns = time.time_ns()
+        previous = None if full else PreviousSnapshot.open(
+            path, algorithm, settings.snapshot.full_rehash_hours, created_ns)
+        header = Header(host=socket.gethostname(), mode=mode, created_ns=created_ns,
+                        hash=algorithm, lists=plan.sources,
+                        full_rehash_ns=previous.header.full_rehash_ns if previous else created_ns)
+        scanner = Scanner(algorithm, settings.snapshot.workers, previous, progress)
+        with StateWriter(path, header, private=(mode == "root")) as writer:
+            if drop_to is None:
+                result = _scan_here(mode, plan, scanner, writer)
+            else:
+                result = _scan_as(drop_to, mode, plan, scanner, writer, progress)
     result.path = path
     result.entries = writer.count
     result.seconds = time.monotonic() - started
     return result
 
 
-def _scan_here(settings: Settings, mode: str, plan: _Plan, factory: Callable,
-               writer: StateWriter, progress: Progress | None) -> SnapshotResult:
-    for kind, payload in _scan_events(settings, mode, plan, factory):
-        if kind == "entry":
-            writer.add(payload)
-            if progress:
-                progress(payload)
+def _scan_here(mode: str, plan: _Plan, scanner: Scanner, writer: StateWriter
+               ) -> SnapshotResult:
+    for kind, payload in _scan_events(mode, plan, scanner):
+        if kind == "chunk":
+            writer.add_chunk(payload)
         else:
             return payload
     raise AssertionError("scan ended without a result")
 
 
-def _scan_events(settings: Settings, mode: str, plan: _Plan, factory: Callable
-                 ) -> Iterator[tuple[str, object]]:
+def _scan_events(mode: str, plan: _Plan, scanner: Scanner) -> Iterator[tuple[str, Any]]:
     selection = select(plan.lists, plan.homelists, home_directories(),
                        record_homes=(mode == "pub"))
-    scanner = Scanner(factory, settings.snapshot.workers)
-    for entry in scanner.scan(selection.roots):
-        yield "entry", entry
+    for chunk in scanner.chunks(selection.roots):
+        yield "chunk", chunk
     stats = scanner.stats
     yield "result", SnapshotResult(
         mode=mode, path=Path(), entries=0, stats=stats, unmatched=selection.unmatched,
@@ -127,9 +128,24 @@ def _scan_events(settings: Settings, mode: str, plan: _Plan, factory: Callable
         scanned_as=pwd.getpwuid(os.geteuid()).pw_name)
 
 
-def _scan_as(account: pwd.struct_passwd, settings: Settings, mode: str, plan: _Plan,
-             factory: Callable, writer: StateWriter, progress: Progress | None
-             ) -> SnapshotResult:
+# Frames from the unprivileged scan: kind (1 byte), payload length (8 bytes), payload.
+_CHUNK, _RESULT, _ERROR = b"C", b"R", b"E"
+
+
+def _send(out: BinaryIO, kind: bytes, payload: bytes) -> None:
+    out.write(kind + len(payload).to_bytes(8, "big") + payload)
+
+
+def _receive(stream: BinaryIO) -> tuple[bytes, bytes] | None:
+    head = stream.read(9)
+    if len(head) < 9:
+        return None
+    payload = stream.read(int.from_bytes(head[1:], "big"))
+    return head[:1], payload
+
+
+def _scan_as(account: pwd.struct_passwd, mode: str, plan: _Plan, scanner: Scanner,
+             writer: StateWriter, progress: Progress | None) -> SnapshotResult:
     """Scan in a child process that has dropped root, and write what it streams back."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
@@ -142,28 +158,36 @@ def _scan_as(account: pwd.struct_passwd, settings: Settings, mode: str, plan: _P
                 os.setgid(account.pw_gid)
                 os.setuid(account.pw_uid)
                 os.chdir("/")
-                for kind, payload in _scan_events(settings, mode, plan, factory):
-                    if kind == "entry":
-                        out.write(format_entry(payload))
+                # Progress goes back with each chunk: the parent draws it.
+                scanner.progress = None
+                for kind, payload in _scan_events(mode, plan, scanner):
+                    if kind == "chunk":
+                        seen = f"{scanner.stats.entries} {scanner.stats.sizes}\n".encode()
+                        _send(out, _CHUNK, seen + b"".join(payload))
                     else:
                         summary = dataclasses.asdict(payload.stats)
                         summary["unmatched"] = [(str(p.source), p.line)
                                                 for p in payload.unmatched]
                         summary["unreachable"] = payload.unreachable
-                        out.write(b"#result\t" + json.dumps(summary).encode() + b"\n")
+                        _send(out, _RESULT, json.dumps(summary).encode())
             except BaseException as err:  # reported to the parent, then exit
-                out.write(b"#error\t" + str(err).replace("\n", " ").encode() + b"\n")
+                _send(out, _ERROR, str(err).encode(errors="replace"))
                 status = 2
         os._exit(status)
     os.close(write_fd)
     result: SnapshotResult | None = None
     error = None
     with os.fdopen(read_fd, "rb", buffering=1 << 16) as stream:
-        for line in stream:
-            if line.startswith(b"#error\t"):
-                error = line[7:].decode(errors="replace").strip()
-            elif line.startswith(b"#result\t"):
-                summary = json.loads(line[8:])
+        while (frame := _receive(stream)) is not None:
+            kind, payload = frame
+            if kind == _CHUNK:
+                seen, _, data = payload.partition(b"\n")
+                writer.add_chunk(data.splitlines(keepends=True))
+                if progress:
+                    entries, size = seen.split()
+                    progress(int(entries), int(size))
+            elif kind == _RESULT:
+                summary = json.loads(payload)
                 known = {(str(p.source), p.line): p for p in plan.lists + plan.homelists}
                 unmatched = [known[tuple(where)] for where in summary.pop("unmatched")]
                 unreachable = summary.pop("unreachable")
@@ -171,10 +195,7 @@ def _scan_as(account: pwd.struct_passwd, settings: Settings, mode: str, plan: _P
                                         stats=ScanStats(**summary), unmatched=unmatched,
                                         unreachable=unreachable, scanned_as=account.pw_name)
             else:
-                entry = parse_entry(line[:-1].decode())
-                writer.add_line(line, entry)
-                if progress:
-                    progress(entry)
+                error = payload.decode(errors="replace").replace("\n", " ")
     _, status = os.waitpid(pid, 0)
     if error or result is None or os.waitstatus_to_exitcode(status) != 0:
         raise SystraqError(f"pub scan as {account.pw_name} failed: {error or 'no result'}")

@@ -8,7 +8,9 @@ truncated, edited or of another version is refused with its name and line.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ from typing import BinaryIO
 
 import xxhash
 
-from systraq.entry import STATUSES, TYPE_NAMES, Entry
+from systraq.entry import OK, STATUSES, TYPE_LETTERS, TYPE_NAMES, Entry, group_name, user_name
 from systraq.errors import StateError
 from systraq.listfiles import order_key
 from systraq.pathcodec import EscapeError, escape, unescape
@@ -58,15 +60,41 @@ def format_header(header: Header) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+@functools.lru_cache(maxsize=4096)
+def _user_field(uid: int) -> str:
+    return escape(os.fsencode(user_name(uid)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _group_field(gid: int) -> str:
+    return escape(os.fsencode(group_name(gid)))
+
+
+def stat_columns(st: os.stat_result) -> str:
+    """The columns from type to nlink, straight from a stat result (the scan's hot path)."""
+    return (f"{TYPE_LETTERS.get(stat.S_IFMT(st.st_mode), '?')}\t{stat.S_IMODE(st.st_mode):04o}"
+            f"\t{st.st_uid}\t{_user_field(st.st_uid)}\t{st.st_gid}\t{_group_field(st.st_gid)}"
+            f"\t{st.st_size}\t{st.st_mtime_ns}\t{st.st_ctime_ns}\t{st.st_dev}\t{st.st_ino}"
+            f"\t{st.st_nlink}")
+
+
+def entry_line(path_field: str, columns: str, status: str = OK, digest: str = "",
+               target_field: str = "") -> bytes:
+    return f"{path_field}\t{columns}\t{status}\t{digest}\t{target_field}\n".encode()
+
+
 def format_entry(entry: Entry) -> bytes:
-    fields = (
-        escape(entry.path), entry.type, f"{entry.perms:04o}", str(entry.uid),
-        escape(os.fsencode(entry.user)), str(entry.gid), escape(os.fsencode(entry.group)),
-        str(entry.size), str(entry.mtime_ns), str(entry.ctime_ns), str(entry.dev),
-        str(entry.ino), str(entry.nlink), entry.status, entry.hash,
-        "" if entry.target is None else escape(entry.target),
-    )
-    return ("\t".join(fields) + "\n").encode()
+    columns = "\t".join((
+        entry.type, f"{entry.perms:04o}", str(entry.uid), escape(os.fsencode(entry.user)),
+        str(entry.gid), escape(os.fsencode(entry.group)), str(entry.size), str(entry.mtime_ns),
+        str(entry.ctime_ns), str(entry.dev), str(entry.ino), str(entry.nlink)))
+    return entry_line(escape(entry.path), columns, entry.status, entry.hash,
+                      "" if entry.target is None else escape(entry.target))
+
+
+def line_path(line: bytes) -> bytes:
+    """The raw path of an entry line."""
+    return unescape(line[: line.index(b"\t")].decode("utf-8"))
 
 
 def parse_entry(line: str) -> Entry:
@@ -121,21 +149,25 @@ class StateWriter:
         self._checksum.update(data)
         self._file.write(data)
 
-    def add(self, entry: Entry) -> None:
-        key = order_key(entry.path)
-        if self._last_key is not None and key <= self._last_key:
-            if key == self._last_key:
-                return
-            raise AssertionError(f"entries out of order at {entry.path!r}")
-        self._last_key = key
-        self._write(format_entry(entry))
-        self.count += 1
+    def add_chunk(self, lines: list[bytes]) -> None:
+        """Add entry lines known to be in order among themselves (a scan's output)."""
+        if not lines:
+            return
+        first = order_key(line_path(lines[0]))
+        if self._last_key is not None and first <= self._last_key:
+            raise AssertionError(f"entries out of order or repeated at {lines[0]!r}")
+        self._last_key = order_key(line_path(lines[-1]))
+        self._write(b"".join(lines))
+        self.count += len(lines)
 
-    def add_line(self, line: bytes, entry: Entry) -> None:
-        """Add an entry already formatted (by a scan in another process)."""
-        key = order_key(entry.path)
+    def add(self, entry: Entry) -> None:
+        self.add_line(format_entry(entry), entry.path)
+
+    def add_line(self, line: bytes, path: bytes) -> None:
+        """Add an entry line already formatted (by the scan) for raw ``path``."""
+        key = order_key(path)
         if self._last_key is not None and key <= self._last_key:
-            raise AssertionError(f"entries out of order at {entry.path!r}")
+            raise AssertionError(f"entries out of order or repeated at {path!r}")
         self._last_key = key
         self._write(line)
         self.count += 1
@@ -275,6 +307,38 @@ class StateReader:
                               f"{count}: truncated or edited")
         if fields.get("xxh3_128") != self._checksum.hexdigest():
             raise self._error("checksum mismatch: the file was edited or is corrupt")
+
+
+def verify(path: Path) -> Header:
+    """Check a state file's header and trailer (count, checksum) without parsing entries."""
+    reader = StateReader(path)
+    try:
+        header_lines = reader.line
+        handle = reader._file
+        size = os.fstat(handle.fileno()).st_size
+        handle.seek(max(0, size - 4096))
+        tail = handle.read()
+        end = tail.rfind(b"\n#end\t")
+        if end < 0 or not tail.endswith(b"\n"):
+            raise StateError("truncated (no #end trailer)", path)
+        trailer_at = size - len(tail) + end + 1
+        trailer = tail[end + 1:-1].decode("ascii", "replace")
+        handle.seek(0)
+        checksum, newlines, done = xxhash.xxh3_128(), 0, 0
+        while done < trailer_at:
+            block = handle.read(min(1 << 20, trailer_at - done))
+            if not block:
+                raise StateError("truncated while reading", path)
+            checksum.update(block)
+            newlines += block.count(b"\n")
+            done += len(block)
+    finally:
+        reader.close()
+    fields = dict(f.split("=", 1) for f in trailer.split("\t")[1:] if "=" in f)
+    if fields.get("entries") != str(newlines - header_lines) or \
+            fields.get("xxh3_128") != checksum.hexdigest():
+        raise StateError("trailer does not match the content: truncated or edited", path)
+    return reader.header
 
 
 def read_state(path: Path) -> tuple[Header, list[Entry]]:

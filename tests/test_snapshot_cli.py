@@ -33,7 +33,7 @@ def test_rerun_on_unchanged_tree_gives_identical_entries(ws: Workspace) -> None:
     ws.run("snapshot")
     second = (ws.state / "snapshot_pub.stat").read_text().splitlines()
     differing = [a.split("\t")[0] for a, b in zip(first, second, strict=True) if a != b]
-    assert differing == ["#created", "#full_rehash", "#end"]
+    assert differing == ["#created", "#end"]
 
 
 def test_root_state_is_private_and_root_only(ws: Workspace) -> None:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from systraq.hashing import new_hasher
 from systraq.listfiles import Root
 from systraq.pathcodec import unescape
 from systraq.scan import Scanner
@@ -240,8 +239,8 @@ def test_files_replaced_during_the_scan_never_crash_or_lie(ws: Workspace) -> Non
     worker.start()
     try:
         for _ in range(5):
-            scanner = Scanner(new_hasher("sha256"), workers=2)
-            for entry in scanner.scan([Root(os.fsencode(ws.tree), True)]):
+            scanner = Scanner("sha256", workers=2)
+            for entry in scanner.entries([Root(os.fsencode(ws.tree), True)]):
                 if entry.type == "f" and entry.status == "ok":
                     # What was hashed is one consistent version: one byte value, entry.size long.
                     assert entry.hash in consistent(entry.size)
