@@ -33,26 +33,32 @@ test: lint
 bench: venv
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
-# Installs the program into its own virtual environment under LIBDIR, a launcher in BINDIR,
-# man pages, the example configuration (never over an existing one) and the cron file.
-install:
-	$(PYTHON) -m venv $(DESTDIR)$(LIBDIR)
-	$(DESTDIR)$(LIBDIR)/bin/pip install --quiet .
+# Installs the program and its dependencies under LIBDIR (built with this machine's
+# python3, which the launcher in BINDIR then runs in isolated mode), the man pages, the
+# example configuration (never over an existing file), the cron file and the apt hook.
+# Nothing inside LIBDIR names DESTDIR, so staged installs (DESTDIR=...) work.
+install: venv
+	rm -rf $(DESTDIR)$(LIBDIR)
+	$(VENV)/bin/pip install --quiet --no-compile --target $(DESTDIR)$(LIBDIR) .
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \
 	  $(DESTDIR)$(SYSCONFDIR)/systraq $(DESTDIR)$(SYSCONFDIR)/cron.d
-	printf '#!/bin/sh\nexec %s/bin/systraq "$$@"\n' '$(LIBDIR)' > $(DESTDIR)$(BINDIR)/systraq
+	python=$$($(VENV)/bin/python -c 'import sys; print(sys._base_executable)'); \
+	printf '#!/bin/sh\nexec %s -I -c %s "$$@"\n' "$$python" \
+	  "'import sys; sys.argv[0] = \"systraq\"; sys.path.insert(0, \"$(LIBDIR)\"); from systraq.cli import main; main()'" \
+	  > $(DESTDIR)$(BINDIR)/systraq
 	chmod 755 $(DESTDIR)$(BINDIR)/systraq
 	install -m 644 man/*.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 644 man/*.5 $(DESTDIR)$(MANDIR)/man5/
 	for f in etc/*; do \
-	  [ -d "$$f" ] && continue; \
+	  [ -f "$$f" ] || continue; \
 	  t=$(DESTDIR)$(SYSCONFDIR)/systraq/$$(basename $$f); \
 	  [ -e "$$t" ] || install -m 644 "$$f" "$$t"; \
 	done
 	install -m 644 cron.d/systraq $(DESTDIR)$(SYSCONFDIR)/cron.d/systraq
 
 uninstall:
-	rm -rf $(DESTDIR)$(LIBDIR) $(DESTDIR)$(BINDIR)/systraq $(DESTDIR)$(SYSCONFDIR)/cron.d/systraq
+	rm -rf $(DESTDIR)$(LIBDIR)
+	rm -f $(DESTDIR)$(BINDIR)/systraq $(DESTDIR)$(SYSCONFDIR)/cron.d/systraq
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man8/,$(notdir $(wildcard man/*.8)))
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(wildcard man/*.5)))
 

@@ -15,8 +15,12 @@ from systraq.errors import LockedError, SystraqError
 
 
 @contextlib.contextmanager
-def locked(path: Path, timeout: float) -> Iterator[None]:
-    """Hold an exclusive lock on ``path``; wait up to ``timeout`` seconds, then refuse."""
+def locked(path: Path, timeout: float, owner: tuple[int, int] | None = None
+           ) -> Iterator[None]:
+    """Hold an exclusive lock on ``path``; wait up to ``timeout`` seconds, then refuse.
+
+    A lock file created here is given to ``owner`` (the account that shares it) if set.
+    """
     flags = os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | flags, 0o644)
@@ -32,6 +36,9 @@ def locked(path: Path, timeout: float) -> Iterator[None]:
                            path) from None
     try:
         st = os.fstat(fd)
+        if owner is not None and st.st_uid != owner[0] and st.st_size == 0:
+            with contextlib.suppress(OSError):
+                os.fchown(fd, *owner)
         # A hard link planted in a shared state dir must not make us write into another file.
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
             raise SystraqError("lock file is not a plain file (refusing to use it)", path)

@@ -87,7 +87,8 @@ def take_snapshot(settings: Settings, mode: str, *, algorithm: str | None = None
     started = time.monotonic()
     drop_to = pub_scan_user(settings) if mode == "pub" else None
     lock = settings.state_dir / f"snapshot_{mode}.lock"
-    with locked(lock, settings.snapshot.lock_timeout):
+    shared_with = (drop_to.pw_uid, drop_to.pw_gid) if drop_to else None
+    with locked(lock, settings.snapshot.lock_timeout, owner=shared_with):
         created_ns = time.time_ns()
         previous = None if full else PreviousSnapshot.open(
             path, algorithm, settings.snapshot.full_rehash_hours, created_ns)
@@ -95,7 +96,9 @@ def take_snapshot(settings: Settings, mode: str, *, algorithm: str | None = None
                         hash=algorithm, lists=plan.sources,
                         full_rehash_ns=previous.header.full_rehash_ns if previous else created_ns)
         scanner = Scanner(algorithm, settings.snapshot.workers, previous, progress)
-        with StateWriter(path, header, private=(mode == "root")) as writer:
+        # A pub snapshot root takes by hand belongs to the pub account, whose hourly job
+        # replaces it next (in a sticky state dir it could not otherwise).
+        with StateWriter(path, header, private=(mode == "root"), owner=shared_with) as writer:
             if drop_to is None:
                 result = _scan_here(mode, plan, scanner, writer)
             else:

@@ -126,10 +126,12 @@ def parse_entry(line: str) -> Entry:
 class StateWriter:
     """Write a state file atomically; entries must come in order (``order_key``)."""
 
-    def __init__(self, path: Path, header: Header, private: bool = False) -> None:
+    def __init__(self, path: Path, header: Header, private: bool = False,
+                 owner: tuple[int, int] | None = None) -> None:
         self.path = Path(path)
         self.header = header
         self.private = private
+        self.owner = owner
         self.count = 0
         self._last_key: bytes | None = None
         self._checksum = xxhash.xxh3_128()
@@ -140,6 +142,8 @@ class StateWriter:
         fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
                                          dir=self.path.parent)
         os.fchmod(fd, 0o600 if self.private else 0o644)
+        if self.owner is not None:
+            os.fchown(fd, *self.owner)
         self._file = os.fdopen(fd, "wb", buffering=1 << 16)
         self._write(format_header(self.header))
         return self

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import pwd
 import re
 import threading
 
@@ -160,3 +161,20 @@ def test_help_and_version(ws: Workspace) -> None:
     assert "snapshot" in ws.run("--help").stdout
     assert ws.run("--version").stdout.startswith("systraq, version ")
     assert "--mode [pub|root|all]" in ws.run("snapshot", "--help").stdout
+
+
+def test_pub_snapshot_taken_by_root_can_be_replaced_by_the_pub_account(ws: Workspace) -> None:
+    needs_root()
+    # The recommended state dir: sticky, so the pub account cannot touch root's files.
+    ws.state.chmod(0o1777)
+    ws.write_list("pub", str(ws.tree))
+    nobody = pwd.getpwnam("nobody").pw_uid
+    assert ws.run("snapshot").returncode == 0
+    assert (ws.state / "snapshot_pub.stat").stat().st_uid == nobody
+    before = (ws.state / "snapshot_pub.stat").stat().st_ino
+    done = ws.run("snapshot", user="nobody")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert (ws.state / "snapshot_pub.stat").stat().st_ino != before
+    ws.write_list("root", str(ws.tree))
+    assert ws.run("snapshot", "--mode", "root").returncode == 0
+    assert (ws.state / "snapshot_root.stat").stat().st_uid == 0
