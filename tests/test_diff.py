@@ -9,7 +9,7 @@ import sys
 
 import pytest
 from conftest import REPO, Workspace, needs_root
-from diffkit import json_changes, settle, snapshot_and_diff
+from diffkit import json_changes, settle, snapshot_and_diff, write_config
 
 
 def test_first_diff_says_how_many_entries_were_recorded_then_nothing(ws: Workspace) -> None:
@@ -265,3 +265,13 @@ def test_a_diff_held_up_by_another_says_so(ws: Workspace) -> None:
     assert run.returncode == 2
     assert "report.lock" in run.stderr and "another systraq run" in run.stderr
     assert run.stderr.count("\n") == 1
+
+
+def test_extra_report_fields_from_the_config_are_reported(ws: Workspace) -> None:
+    (ws.tree / "f").write_text("x")
+    settle(ws)
+    write_config(ws, "[report]\nfields = [\"perms\", \"mtime\"]\n")
+    os.utime(ws.tree / "f", (1_000_000_000, 1_000_000_000))
+    assert ws.run("snapshot").returncode == 0
+    run = ws.run("diff")
+    assert run.returncode == 1 and "→ 2001-09-09" in run.stdout
