@@ -6,6 +6,7 @@ The only module that imports rich; commands call a ``Terminal`` and never print 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -127,7 +128,8 @@ class Terminal:
     _KIND_STYLE = {CHANGED: ("yellow", "~"), ADDED: ("green", "+"), "removed": ("red", "-")}
 
     def _rich_report(self, report: Report) -> None:
-        print_ = self.console.print
+        # File names are data: no markup (escaped below) and no :emoji: codes.
+        print_ = functools.partial(self.console.print, emoji=False)
         since = "the accepted baseline" if report.against == "baseline" else "the last report"
         print_(f"[bold]systraq[/] on [bold]{markup_escape(report.host)}[/]: changes since "
                f"{since}")
