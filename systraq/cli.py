@@ -125,9 +125,11 @@ def _diff(obj: Context, modes: tuple[str, ...], against_baseline: bool, fmt: str
 @click.pass_context
 def diff(ctx: click.Context, mode: str | None, against_baseline: bool, fmt: str,
          mail: bool | None, no_record: bool) -> None:
-    """Report what changed since the last report (or the baseline), once.
+    """Report what changed since the last report, once.
 
-    Exit status: 0 nothing to report (and no output), 1 differences reported, 2 trouble.
+    Compares the newest snapshot of each mode with what the last delivered report covered
+    (or, with --baseline, with the accepted baseline). Exit status: 0 nothing to report (and
+    no output), 1 differences reported, 2 trouble.
     """
     obj: Context = ctx.obj
     modes = resolve_modes(obj.settings, mode)

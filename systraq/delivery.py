@@ -151,7 +151,8 @@ class SMTPTransport:
     def _password(self) -> str:
         path = Path(self.mail.password_file)
         try:
-            return path.read_text(encoding="utf-8").rstrip("\r\n")
+            lines = path.read_text(encoding="utf-8").splitlines()
+            return lines[0] if lines else ""
         except (OSError, UnicodeDecodeError) as err:
             reason = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
             raise TransportFailed(f"mail.password_file {path}: {reason}") from None
