@@ -194,7 +194,8 @@ class Terminal:
             else:
                 line = (f"{result.mode}: accepted {len(result.accepted):,} "
                         f"difference{'s' if len(result.accepted) != 1 else ''} at the given "
-                        f"paths; {result.remaining:,} still differ from the baseline")
+                        f"paths; {result.remaining:,} still "
+                        f"differ{'s' if result.remaining == 1 else ''} from the baseline")
             self.line(line)
         for argument in outcome.unmatched:
             self.warning(f"{argument}: no difference from the baseline there")

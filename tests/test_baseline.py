@@ -51,7 +51,7 @@ def test_baseline_with_a_path_accepts_only_that_path(ws: Workspace) -> None:
     assert ws.run("snapshot").returncode == 0
     accepted = ws.run("baseline", str(ws.tree / "expected"))
     assert accepted.returncode == 0, accepted.stderr
-    assert "accepted 1 difference at the given paths; 2 still differ" in accepted.stdout
+    assert "accepted 1 difference at the given paths; 2 still differ from" in accepted.stdout
     left = json_changes(ws.run("diff", "--baseline", "--format", "json").stdout)
     assert set(left) == {f"{ws.tree}/unexpected", f"{ws.tree}/also-new"}
 

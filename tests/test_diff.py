@@ -275,3 +275,17 @@ def test_extra_report_fields_from_the_config_are_reported(ws: Workspace) -> None
     assert ws.run("snapshot").returncode == 0
     run = ws.run("diff")
     assert run.returncode == 1 and "→ 2001-09-09" in run.stdout
+
+
+def test_report_that_cannot_be_written_is_reported_again(ws: Workspace) -> None:
+    settle(ws)
+    (ws.tree / "new").write_text("x")
+    assert ws.run("snapshot").returncode == 0
+    command = [sys.executable, "-m", "systraq", "--config-dir", str(ws.config),
+               "--state-dir", str(ws.state), "diff"]
+    with open("/dev/full", "w") as full:
+        failed = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert failed.returncode == 2 and "No space left on device" in failed.stderr
+    again = ws.run("diff")
+    assert again.returncode == 1 and f"{ws.tree}/new" in again.stdout
