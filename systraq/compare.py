@@ -14,6 +14,7 @@ compared on that basis.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -145,7 +146,11 @@ def compare(old: Iterable[Entry], new: Iterable[Entry], fields: Sequence[str],
     A consumer must exhaust both streams before trusting the result: state readers verify
     their trailer only at the end.
     """
+    # Fast path: most entries are unchanged in every compared attribute.
+    same = operator.attrgetter(*(ATTRIBUTES[name] for name in (*fields, "status")))
     for a, b in merge(old, new):
+        if a is not None and b is not None and same(a) == same(b):
+            continue
         change = difference(a, b, fields, compare_hash)
         if change is not None:
             yield change
