@@ -7,7 +7,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from conftest import Workspace
+from .conftest import Workspace
 
 
 def settle(ws: Workspace, *extra_args: str) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from conftest import Workspace, needs_root
-from diffkit import json_changes, settle
+from .conftest import Workspace, needs_root
+from .diffkit import json_changes, settle
 
 
 def _baselined(ws: Workspace) -> None:

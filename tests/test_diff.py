@@ -8,8 +8,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, Workspace, needs_root
-from diffkit import json_changes, settle, snapshot_and_diff, write_config
+
+from .conftest import REPO, Workspace, needs_root
+from .diffkit import json_changes, settle, snapshot_and_diff, write_config
 
 
 def test_first_diff_says_how_many_entries_were_recorded_then_nothing(ws: Workspace) -> None:

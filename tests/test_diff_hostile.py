@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import Workspace
-from diffkit import settle, write_config
+
+from .conftest import Workspace
+from .diffkit import settle, write_config
 
 
 def _files(state: Path) -> dict[str, bytes]:

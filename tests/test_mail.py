@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from conftest import Workspace
-from diffkit import free_port, settle, snapshot_and_diff, write_config
 
 from systraq.config import MailSettings, Settings
 from systraq.delivery import deliver, flush_spool, spooled
+
+from .conftest import Workspace
+from .diffkit import free_port, settle, snapshot_and_diff, write_config
 
 
 @dataclass
