@@ -19,7 +19,9 @@ from systraq.config import (
 )
 from systraq.errors import ExitStatus, SystraqError
 from systraq.render import Terminal
+from systraq.report import AGAINST_BASELINE, AGAINST_REPORTED, subject
 from systraq.snapshot import take_snapshot
+from systraq.track import accept_baseline, configured_modes, resolve_modes, run_diff
 
 MODE_CHOICES = click.Choice([*MODES, "all"])
 
@@ -73,11 +75,97 @@ def cli(ctx: click.Context, config_dir: Path, state_dir: Path) -> None:
 @pass_context
 def snapshot(obj: Context, mode: str, full: bool, algorithm: str | None) -> None:
     """Stat and hash the listed files into STATE/snapshot_MODE.stat."""
-    for each in modes_of(mode):
+    _snapshot(obj, modes_of(mode), full=full, algorithm=algorithm)
+
+
+def _snapshot(obj: Context, modes: tuple[str, ...], full: bool = False,
+              algorithm: str | None = None) -> None:
+    for each in modes:
         with obj.terminal.scan_progress(f"snapshot {each}") as progress:
             result = take_snapshot(obj.settings, each, algorithm=algorithm, full=full,
                                    progress=progress)
         obj.terminal.snapshot_summary(result)
+
+
+def report_options(command: click.decorators.FC) -> click.decorators.FC:
+    """The options diff and check share."""
+    for option in reversed((
+        click.option("--baseline", "against_baseline", is_flag=True,
+                     help="Compare with the accepted baseline instead of the last report; "
+                          "records nothing."),
+        click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+                     show_default=True, help="Report as text (coloured on a terminal) or "
+                                             "one JSON object."),
+        click.option("--mail/--no-mail", default=None,
+                     help="Send the report by mail instead of printing it (default from "
+                          "systraq.conf: report.mail)."),
+        click.option("--no-record", is_flag=True,
+                     help="Compare without making the snapshot the reported copy."),
+    )):
+        command = option(command)
+    return command
+
+
+def _diff(obj: Context, modes: tuple[str, ...], against_baseline: bool, fmt: str,
+          mail: bool | None, no_record: bool) -> int:
+    settings = obj.settings
+    mail = settings.report.mail if mail is None else mail
+    result = run_diff(settings, modes, show=lambda report: obj.terminal.report(report, fmt),
+                      against=AGAINST_BASELINE if against_baseline else AGAINST_REPORTED,
+                      record=not no_record, mail=mail, fmt=fmt)
+    mailed = subject(result.report) if mail and result.report.has_news else None
+    obj.terminal.delivery(result.delivery, mailed)
+    return int(result.status)
+
+
+@cli.command()
+@click.option("--mode", type=MODE_CHOICES, default=None,
+              help="Which snapshots to compare (default: every mode that has one).")
+@report_options
+@click.pass_context
+def diff(ctx: click.Context, mode: str | None, against_baseline: bool, fmt: str,
+         mail: bool | None, no_record: bool) -> None:
+    """Report what changed since the last report, once.
+
+    Compares the newest snapshot of each mode with what the last delivered report covered
+    (or, with --baseline, with the accepted baseline). Exit status: 0 nothing to report (and
+    no output), 1 differences reported, 2 trouble.
+    """
+    obj: Context = ctx.obj
+    modes = resolve_modes(obj.settings, mode)
+    ctx.exit(_diff(obj, modes, against_baseline, fmt, mail, no_record))
+
+
+@cli.command()
+@click.option("--mode", type=MODE_CHOICES, default=None,
+              help="Which lists to scan and compare (default: every mode with a list file).")
+@report_options
+@click.pass_context
+def check(ctx: click.Context, mode: str | None, against_baseline: bool, fmt: str,
+          mail: bool | None, no_record: bool) -> None:
+    """Take a snapshot, then diff it (same options as diff)."""
+    obj: Context = ctx.obj
+    modes = modes_of(mode) if mode else configured_modes(obj.settings)
+    _snapshot(obj, modes)
+    ctx.exit(_diff(obj, modes, against_baseline, fmt, mail, no_record))
+
+
+@cli.command()
+@click.option("--mode", type=MODE_CHOICES, default=None,
+              help="Which snapshots to accept (default: every mode that has one).")
+@click.argument("paths", nargs=-1, metavar="[PATH]...")
+@pass_context
+def baseline(obj: Context, mode: str | None, paths: tuple[str, ...]) -> None:
+    """Accept the newest snapshot as the trusted baseline.
+
+    With PATHs (absolute paths or globs; a directory covers everything below it), accept
+    only the differences at those paths and leave every other difference standing.
+    """
+    modes = resolve_modes(obj.settings, mode)
+    terminal = obj.terminal
+    show = (lambda report: terminal.report(report)) if terminal.interactive else None
+    outcome = accept_baseline(obj.settings, modes, paths, show=show)
+    terminal.baseline_summary(outcome, partial=bool(paths))
 
 
 def main(argv: list[str] | None = None) -> None:

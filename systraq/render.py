@@ -6,11 +6,13 @@ The only module that imports rich; commands call a ``Terminal`` and never print 
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from collections.abc import Callable, Iterator
 from typing import TextIO
 
 from rich.console import Console
+from rich.markup import escape as markup_escape
 from rich.progress import (
     FileSizeColumn,
     Progress,
@@ -20,7 +22,20 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from systraq.compare import ADDED, CHANGED, KINDS
+from systraq.delivery import DeliveryOutcome
+from systraq.report import (
+    Report,
+    describe_change,
+    describe_entry,
+    render_json,
+    render_text,
+    show_path,
+    span,
+    summary_line,
+)
 from systraq.snapshot import SnapshotResult
+from systraq.track import BaselineOutcome
 
 
 def human_size(size: float) -> str:
@@ -86,3 +101,91 @@ class Terminal:
                 parts.append(f"{count:,} {what}")
         self.console.print(f"[bold]snapshot {result.mode}[/]: {', '.join(parts)} in "
                            f"{result.seconds:.1f}s → {result.path}", soft_wrap=True)
+
+    # --- change reports ----------------------------------------------------------------
+
+    def report(self, report: Report, fmt: str = "text") -> None:
+        """A change report: JSON, plain text (cron, pipes) or coloured on a terminal."""
+        if fmt == "json":
+            self.out.write(render_json(report))
+            self.out.flush()
+        elif not self.interactive:
+            self.out.write(render_text(report))
+            self.out.flush()
+        else:
+            self._rich_report(report)
+
+    _KIND_STYLE = {CHANGED: ("yellow", "~"), ADDED: ("green", "+"), "removed": ("red", "-")}
+
+    def _rich_report(self, report: Report) -> None:
+        # File names are data: no markup (escaped below) and no :emoji: codes.
+        print_ = functools.partial(self.console.print, emoji=False)
+        since = "the accepted baseline" if report.against == "baseline" else "the last report"
+        print_(f"[bold]systraq[/] on [bold]{markup_escape(report.host)}[/]: changes since "
+               f"{since}")
+        for section in report.modes:
+            if not section.has_news:
+                continue
+            print_()
+            print_(f"[bold cyan]{section.mode}[/] [dim]{markup_escape(span(section))}[/]")
+            if section.first:
+                print_(f"  first report: [bold]{section.entries:,}[/] entries recorded; "
+                       "changes to them will be reported from now on")
+            for note in section.notes:
+                print_(f"  [magenta]note:[/] {markup_escape(note)}")
+            for kind in KINDS:
+                group = [c for c in section.changes if c.kind == kind]
+                if not group:
+                    continue
+                style, sign = self._KIND_STYLE[kind]
+                print_(f"[bold {style}]{kind}[/] ({len(group)})")
+                for change in group:
+                    path = markup_escape(show_path(change.path))
+                    if kind == CHANGED:
+                        print_(f"  [{style}]{sign}[/] [bold]{path}[/]")
+                        for line in describe_change(change):
+                            print_(f"      {markup_escape(line)}")
+                    else:
+                        entry = change.new if kind == ADDED else change.old
+                        assert entry is not None
+                        what = markup_escape(describe_entry(entry, change.fields))
+                        print_(f"  [{style}]{sign}[/] [bold]{path}[/]  [dim]({what})[/]")
+        summary = summary_line(report)
+        if summary:
+            print_()
+            print_(f"[bold]{markup_escape(summary)}[/]")
+
+    def delivery(self, outcome: DeliveryOutcome | None, mailed: str | None = None) -> None:
+        """Trouble with the mail on stderr; a word on a terminal when it went well."""
+        if outcome is None:
+            return
+        if not outcome.ok:
+            self.error(outcome.describe())
+        elif self.interactive and (outcome.sent or mailed):
+            what = f"mailed: {mailed}" if mailed else ""
+            if mailed and outcome.sent > 1:
+                what += f" (and {outcome.sent - 1} spooled before)"
+            elif not mailed:
+                what = f"sent {outcome.sent} spooled message(s)"
+            self.console.print(markup_escape(what))
+
+    def baseline_summary(self, outcome: BaselineOutcome, partial: bool) -> None:
+        """One line per mode saying what was accepted; a warning per PATH that matched nothing."""
+        for result in outcome.results:
+            if result.unchanged:
+                line = (f"{result.mode}: the baseline already is the newest snapshot "
+                        f"({result.entries:,} entries)")
+            elif result.first and not partial:
+                line = f"{result.mode}: accepted {result.entries:,} entries as the first baseline"
+            elif not partial:
+                count = len(result.accepted)
+                line = (f"{result.mode}: accepted {result.entries:,} entries as the baseline; "
+                        f"{count:,} differed from the previous baseline")
+            else:
+                line = (f"{result.mode}: accepted {len(result.accepted):,} "
+                        f"difference{'s' if len(result.accepted) != 1 else ''} at the given "
+                        f"paths; {result.remaining:,} still "
+                        f"differ{'s' if result.remaining == 1 else ''} from the baseline")
+            self.line(line)
+        for argument in outcome.unmatched:
+            self.warning(f"{argument}: no difference from the baseline there")

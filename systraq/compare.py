@@ -1,0 +1,156 @@
+"""Compare two snapshots: a streaming merge by path into added, removed and changed entries.
+
+Both sides come sorted by ``listfiles.order_key`` (state files are), so one pass over the
+two streams finds every difference while holding two entries at a time: memory depends on
+the number of changes, never on the size of the tree.
+
+Which fields count is a setting (``report.fields``). Some only mean something for some
+types: ``size`` and ``hash`` are compared for regular files only (a directory's size moves
+with its entries), ``perms`` not for symlinks (always 0777 on Linux), ``target`` only where
+a symlink is involved. The scan ``status`` is always compared: an entry that could not be
+read, or changed while it was scanned, is reported as such once, and its content is not
+compared on that basis.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from systraq.entry import OK, Entry
+from systraq.listfiles import order_key
+
+ADDED = "added"
+REMOVED = "removed"
+CHANGED = "changed"
+KINDS = (CHANGED, ADDED, REMOVED)
+
+# Field name (as report.fields spells it) → Entry attribute.
+ATTRIBUTES = {
+    "type": "type", "perms": "perms", "uid": "uid", "gid": "gid", "size": "size",
+    "hash": "hash", "target": "target", "mtime": "mtime_ns", "ctime": "ctime_ns",
+    "ino": "ino", "dev": "dev", "nlink": "nlink", "status": "status",
+}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One path that differs: ``fields`` maps a field name to (old, new), None where absent.
+
+    For an added or removed entry, ``fields`` holds its values on the side where it exists.
+    """
+
+    path: bytes
+    kind: str
+    fields: dict[str, tuple[object, object]]
+    old: Entry | None
+    new: Entry | None
+
+
+def applies(name: str, entry: Entry) -> bool:
+    """Whether a field means something for an entry of this type."""
+    if name in ("size", "hash"):
+        return entry.type == "f"
+    if name == "perms":
+        return entry.type != "l"
+    if name == "target":
+        return entry.type == "l"
+    return True
+
+
+def value(name: str, entry: Entry) -> object:
+    return getattr(entry, ATTRIBUTES[name])
+
+
+def comparable(name: str, old: Entry, new: Entry, compare_hash: bool = True) -> bool:
+    """Whether a field is compared between these two entries of one path."""
+    if name == "size":
+        return old.type == "f" and new.type == "f"
+    if name == "hash":
+        return (compare_hash and old.type == "f" and new.type == "f" and old.status == OK
+                and new.status == OK and bool(old.hash) and bool(new.hash))
+    if name == "perms":
+        return old.type != "l" and new.type != "l"
+    if name == "target":
+        return old.type == "l" or new.type == "l"
+    return True
+
+
+def changed_fields(old: Entry, new: Entry, fields: Sequence[str],
+                   compare_hash: bool = True) -> dict[str, tuple[object, object]]:
+    """The reported fields that differ between two entries of the same path."""
+    out: dict[str, tuple[object, object]] = {}
+    for name in fields:
+        if comparable(name, old, new, compare_hash):
+            before, after = value(name, old), value(name, new)
+            if before != after:
+                out[name] = (before, after)
+    if old.status != new.status:
+        out["status"] = (old.status, new.status)
+    return out
+
+
+def entry_fields(entry: Entry, fields: Sequence[str], side: str
+                 ) -> dict[str, tuple[object, object]]:
+    """An added (side 'new') or removed (side 'old') entry's values, as (old, new) pairs."""
+    out: dict[str, tuple[object, object]] = {}
+    names = list(fields) + (["status"] if entry.status != OK else [])
+    for name in names:
+        if not applies(name, entry) or (name == "hash" and not entry.hash):
+            continue
+        got = value(name, entry)
+        out[name] = (None, got) if side == "new" else (got, None)
+    return out
+
+
+def merge(old: Iterable[Entry], new: Iterable[Entry]
+          ) -> Iterator[tuple[Entry | None, Entry | None]]:
+    """Pair up two sorted entry streams by path: (old, new), None on the side that lacks it."""
+    olds, news = iter(old), iter(new)
+    a, b = next(olds, None), next(news, None)
+    key_a = order_key(a.path) if a is not None else b""
+    key_b = order_key(b.path) if b is not None else b""
+    while a is not None or b is not None:
+        if b is None or (a is not None and key_a < key_b):
+            yield a, None
+            a = next(olds, None)
+            key_a = order_key(a.path) if a is not None else b""
+        elif a is None or key_b < key_a:
+            yield None, b
+            b = next(news, None)
+            key_b = order_key(b.path) if b is not None else b""
+        else:
+            yield a, b
+            a, b = next(olds, None), next(news, None)
+            key_a = order_key(a.path) if a is not None else b""
+            key_b = order_key(b.path) if b is not None else b""
+
+
+def difference(a: Entry | None, b: Entry | None, fields: Sequence[str],
+               compare_hash: bool = True) -> Change | None:
+    """The change from ``a`` to ``b`` (either may be None), or None when nothing counts."""
+    if b is None:
+        assert a is not None
+        return Change(a.path, REMOVED, entry_fields(a, fields, "old"), a, None)
+    if a is None:
+        return Change(b.path, ADDED, entry_fields(b, fields, "new"), None, b)
+    differ = changed_fields(a, b, fields, compare_hash)
+    return Change(b.path, CHANGED, differ, a, b) if differ else None
+
+
+def compare(old: Iterable[Entry], new: Iterable[Entry], fields: Sequence[str],
+            compare_hash: bool = True) -> Iterator[Change]:
+    """Yield the differences between two sorted entry streams, in path order.
+
+    A consumer must exhaust both streams before trusting the result: state readers verify
+    their trailer only at the end.
+    """
+    # Fast path: most entries are unchanged in every compared attribute.
+    same = operator.attrgetter(*(ATTRIBUTES[name] for name in (*fields, "status")))
+    for a, b in merge(old, new):
+        if a is not None and b is not None and same(a) == same(b):
+            continue
+        change = difference(a, b, fields, compare_hash)
+        if change is not None:
+            yield change
