@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from systraq.entry import OK, Entry
 from systraq.listfiles import order_key
+from systraq.state import StateReader
 
 ADDED = "added"
 REMOVED = "removed"
@@ -152,5 +153,31 @@ def compare(old: Iterable[Entry], new: Iterable[Entry], fields: Sequence[str],
         if a is not None and b is not None and same(a) == same(b):
             continue
         change = difference(a, b, fields, compare_hash)
+        if change is not None:
+            yield change
+
+
+def compare_states(old: StateReader, new: StateReader, fields: Sequence[str],
+                   compare_hash: bool = True) -> Iterator[Change]:
+    """``compare`` over two state files, parsing only the lines that differ.
+
+    Unchanged entries have byte-identical lines in both files (same stat record, same
+    hash), so an unchanged tree is compared without parsing a single entry.
+    """
+    olds, news = old.raw(), new.raw()
+    a, b = next(olds, None), next(news, None)
+    while a is not None or b is not None:
+        if a is not None and b is not None and a[1] == b[1]:
+            a, b = next(olds, None), next(news, None)
+            continue
+        if b is None or (a is not None and a[0] < b[0]):
+            change = difference(old.parse(a[1]), None, fields, compare_hash)
+            a = next(olds, None)
+        elif a is None or b[0] < a[0]:
+            change = difference(None, new.parse(b[1]), fields, compare_hash)
+            b = next(news, None)
+        else:
+            change = difference(old.parse(a[1]), new.parse(b[1]), fields, compare_hash)
+            a, b = next(olds, None), next(news, None)
         if change is not None:
             yield change

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from systraq.errors import StateError
 from systraq.listfiles import order_key
-from systraq.state import Header, line_path, verify
+from systraq.state import Header, line_key, verify
 
 log = logging.getLogger("systraq.hashcache")
 
@@ -71,7 +71,7 @@ class PreviousSnapshot:
 
     def _advance(self) -> None:
         line = next(self._lines, None)
-        self._current = None if line is None else (_line_key(line), line)
+        self._current = None if line is None else (line_key(line), line)
 
     def take_through(self, last: bytes) -> dict[str, bytes]:
         """The previous lines up to and including path ``last``, by escaped path."""
@@ -82,10 +82,3 @@ class PreviousSnapshot:
             found[line[: line.index(b"\t")].decode()] = line
             self._advance()
         return found
-
-
-def _line_key(line: bytes) -> bytes:
-    field = line[: line.index(b"\t")]
-    if b"\\" not in field:  # the escaped form is the path itself
-        return field.replace(b"/", b"\0")
-    return order_key(line_path(line))

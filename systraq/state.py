@@ -97,6 +97,15 @@ def line_path(line: bytes) -> bytes:
     return unescape(line[: line.index(b"\t")].decode("utf-8"))
 
 
+def line_key(line: bytes) -> bytes:
+    """The order key of an entry line's path, without decoding it when it has no escapes."""
+    path = line[: line.index(b"\t")]
+    if b"\\" not in path:
+        path.decode("utf-8")  # a plain path is valid UTF-8, or the line is corrupt
+        return path.replace(b"/", b"\0")
+    return order_key(line_path(line))
+
+
 def parse_entry(line: str) -> Entry:
     """Parse one entry line (without its newline); raise ValueError when it is malformed."""
     fields = line.split("\t")
@@ -220,6 +229,7 @@ class StateReader:
             raise StateError(f"cannot read: {os.strerror(err.errno or 0)}", self.path) from None
         self._checksum = xxhash.xxh3_128()
         self.line = 0
+        self.entries = 0  # entry lines read so far
         self.header = self._read_header()
 
     def __enter__(self) -> StateReader:
@@ -278,26 +288,53 @@ class StateReader:
             raise self._error("incomplete or malformed header") from None
 
     def __iter__(self) -> Iterator[Entry]:
+        for _, line in self.raw():
+            yield self.parse(line)
+
+    def parse(self, line: bytes) -> Entry:
+        """An entry line from ``raw()`` as an Entry (errors name this file)."""
+        try:
+            return parse_entry(line[:-1].decode("utf-8"))
+        except UnicodeDecodeError:
+            raise self._error("not UTF-8 text: corrupt") from None
+        except ValueError as err:
+            # raw() pauses right after yielding a line: self.line is that line's number.
+            raise self._error(f"bad entry: {err}") from None
+
+    def raw(self) -> Iterator[tuple[bytes, bytes]]:
+        """Yield (order key, entry line) without parsing the entries; checked all the same."""
         last_key: bytes | None = None
         count = 0
+        readline = self._file.readline
+        checksum = self._checksum.update
         try:
             while True:
-                text = self._next_line()
-                if text is None:
-                    raise self._error("truncated (no #end trailer)")
-                if text.startswith("#end\t"):
+                line = readline()
+                self.line += 1
+                if not line.startswith(b"/"):
                     break
+                if not line.endswith(b"\n"):
+                    raise self._error("truncated (last line incomplete)")
+                checksum(line)
                 try:
-                    entry = parse_entry(text)
-                except ValueError as err:
-                    raise self._error(f"bad entry: {err}") from None
-                key = order_key(entry.path)
+                    key = line_key(line)
+                except (ValueError, UnicodeDecodeError, EscapeError):
+                    raise self._error("bad entry: malformed path") from None
                 if last_key is not None and key <= last_key:
                     raise self._error("entries out of order or repeated")
                 last_key = key
                 count += 1
-                yield entry
-            self._check_trailer(text, count)
+                self.entries = count
+                yield key, line
+            if not line:
+                raise self._error("truncated (no #end trailer)")
+            if not line.startswith(b"#end\t"):
+                if not line.endswith(b"\n"):
+                    raise self._error("truncated (last line incomplete)")
+                raise self._error("bad entry: path is not absolute")
+            if not line.endswith(b"\n"):
+                raise self._error("truncated (last line incomplete)")
+            self._check_trailer(line[:-1].decode("utf-8", "replace"), count)
             if self._file.read(1):
                 self.line += 1
                 raise self._error("data after the #end trailer")

@@ -19,14 +19,13 @@ import posixpath
 import shutil
 import socket
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from systraq.compare import Change, compare, difference, merge
+from systraq.compare import Change, compare_states, difference, merge
 from systraq.config import MODES, Settings
 from systraq.delivery import DeliveryOutcome, deliver, flush_spool
-from systraq.entry import Entry
 from systraq.errors import ExitStatus, StateError, SystraqError
 from systraq.lock import locked
 from systraq.pathcodec import EscapeError, unescape
@@ -161,19 +160,6 @@ class Staged:
             self.path = None
 
 
-class _Counter:
-    """Counts the entries a stream yields on the way through."""
-
-    def __init__(self, entries: Iterable[Entry]) -> None:
-        self.entries = entries
-        self.count = 0
-
-    def __iter__(self) -> Iterator[Entry]:
-        for entry in self.entries:
-            self.count += 1
-            yield entry
-
-
 def _check_mode(reader: StateReader, mode: str) -> None:
     if reader.header.mode != mode:
         raise StateError(f"holds a {reader.header.mode} snapshot where a {mode} one belongs",
@@ -220,10 +206,10 @@ def compare_mode(settings: Settings, mode: str, against: str, staged: Staged | N
                 section = ModeReport(mode, new=new, old=old)
                 if not same_hash:
                     section.notes.append(_hash_note(old, new, against))
-                counted = _Counter(new_reader)
-                section.changes = list(compare(old_reader, counted, settings.report.fields,
-                                               compare_hash=same_hash))
-                section.entries = counted.count
+                section.changes = list(compare_states(old_reader, new_reader,
+                                                      settings.report.fields,
+                                                      compare_hash=same_hash))
+                section.entries = new_reader.entries
                 return section
         finally:
             new_reader.close()

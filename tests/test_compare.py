@@ -6,11 +6,17 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import replace
 
-from systraq.compare import ADDED, CHANGED, REMOVED, compare
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from systraq.compare import ADDED, CHANGED, REMOVED, compare, compare_states
 from systraq.config import DEFAULT_REPORT_FIELDS
 from systraq.entry import RACED, UNREADABLE, Entry
 from systraq.report import ModeReport, Report, describe_change, render_text
-from systraq.state import Header
+from systraq.state import Header, StateReader, StateWriter
+
+from .test_state import HEADER, sorted_unique
+from .test_state import entries as state_entries
 
 FIELDS = DEFAULT_REPORT_FIELDS
 
@@ -135,3 +141,26 @@ def test_text_report_shows_host_span_groups_and_totals() -> None:
         "added (1):", "  /etc/new\\n  (symlink root:root, → t)",
         "removed (1):", "  /etc/gone  (file 0644 root:root, 3 bytes)",
         "", "total: 1 changed, 1 added, 1 removed"]
+
+
+TWEAKS = [lambda e: e, lambda e: replace(e, perms=e.perms ^ 0o002),
+          lambda e: replace(e, mtime_ns=e.mtime_ns + 1), lambda e: replace(e, hash="cd" * 32),
+          lambda e: replace(e, type="l", target=b"x"), lambda e: replace(e, status=RACED)]
+
+
+@given(old=st.lists(state_entries, max_size=12), new=st.lists(state_entries, max_size=12),
+       tweaks=st.lists(st.sampled_from(TWEAKS), max_size=12))
+@settings(max_examples=80, deadline=None)
+def test_comparing_state_files_line_by_line_agrees_with_comparing_entries(
+        tmp_path_factory, old, new, tweaks) -> None:
+    # Share paths between both sides, unchanged or changed, as real snapshots do.
+    new = new + [tweak(e) for e, tweak in zip(old, tweaks, strict=False)]
+    old, new = sorted_unique(old), sorted_unique(new)
+    directory = tmp_path_factory.mktemp("cmp")
+    for name, items in (("old", old), ("new", new)):
+        with StateWriter(directory / name, HEADER) as writer:
+            for item in items:
+                writer.add(item)
+    expected = list(compare(old, new, FIELDS))
+    with StateReader(directory / "old") as a, StateReader(directory / "new") as b:
+        assert list(compare_states(a, b, FIELDS)) == expected
