@@ -1,29 +1,24 @@
-"""Scanning: walk the roots in order, examine files on every core, keep the order.
+"""Scanning: walk the roots in order, examine files, keep the order.
 
-The walk (this process) lists directories and records them; runs of a directory's other
-entries go, in batches, to worker processes (``examine``) that stat, hash and format
-them. Results come back in walk order, so the output is the same whatever the number of
-workers. Entries come out sorted component by component (``order_key``).
+The walk lists directories and records them; runs of a directory's other entries go to
+``examine``, which stats, reuses or hashes them (large files on a thread pool). Results
+are put back in walk order, so the output is the same whatever the number of threads.
+Entries come out sorted component by component (``order_key``).
 """
 
 from __future__ import annotations
 
 import errno
-import multiprocessing
-
-# Imported now, not when the pool starts: a pub scan drops root first, and the account it
-# drops to may not be able to read the Python installation's files.
-import multiprocessing.popen_fork
-import multiprocessing.synchronize
 import os
 import stat
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, fields
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
+from systraq import examine
 from systraq.entry import RACED, UNREADABLE, Entry
-from systraq.examine import Counts, Examiner, Unit, UnitResult, examine_in_worker, init_worker
+from systraq.examine import Examiner, Outcome, Unit
 from systraq.hashcache import PreviousSnapshot
 from systraq.listfiles import Root
 from systraq.nofollow import DirCache, ThroughSymlink, open_dir_at, pseudo_fs_devices, split
@@ -32,11 +27,10 @@ from systraq.state import entry_line, parse_entry, stat_columns
 
 # Names per unit (a run of one directory's non-directories).
 UNIT_SIZE = 256
-# Entries per batch handed to a worker: large enough that the hand-off is cheap (a batch
-# spans directories), small enough to keep both cores busy.
-BATCH_SIZE = 512
-# Batches in flight per worker before the walk waits (bounds memory on huge trees).
-IN_FLIGHT_PER_WORKER = 4
+# Lines handed on at a time.
+CHUNK_SIZE = 1024
+# Large files being hashed at once (each holds an open file); the walk waits beyond this.
+IN_FLIGHT_PER_THREAD = 8
 
 Progress = Callable[[int, int], None]  # entries, bytes of regular files
 
@@ -74,70 +68,75 @@ class Scanner:
                 yield parse_entry(line[:-1].decode())
 
     def chunks(self, roots: Iterable[Root]) -> Iterator[list[bytes]]:
-        """Yield the state lines for everything below the roots, in order, a batch at a time."""
+        """Yield the state lines for everything below the roots, in order, a chunk at a time."""
         policy = self.previous.policy if self.previous else None
-        queue: deque[tuple[list[bytes | Unit], Future[UnitResult] | None]] = deque()
-        inline = Examiner(self.algorithm, policy)
-        pool = None
-        if self.workers > 1:
-            pool = ProcessPoolExecutor(self.workers, multiprocessing.get_context("fork"),
-                                       initializer=init_worker,
-                                       initargs=(self.algorithm, policy))
-        limit = IN_FLIGHT_PER_WORKER * self.workers
-        batch: list[bytes | Unit] = []  # directory lines, and units to examine
-        size = 0
-
-        def flush() -> None:
-            nonlocal batch, size
-            units = [item for item in batch if isinstance(item, Unit)]
-            done: Future[UnitResult] | None = None
-            if units and pool is not None:
-                done = pool.submit(examine_in_worker, units)
-            elif units:
-                done = Future()
-                done.set_result(inline.examine(units))
-            queue.append((batch, done))
-            batch, size = [], 0
-
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="hash") \
+            if self.workers > 1 else None
+        examiner = Examiner(self.algorithm, policy, pool)
+        pending: deque[bytes | Outcome | Future[Outcome]] = deque()
+        in_flight = 0
+        limit = IN_FLIGHT_PER_THREAD * self.workers
+        chunk: list[bytes] = []
         try:
             for item in self._walk(roots):
-                batch.append(item)
-                size += len(item.names) if isinstance(item, Unit) else 1
-                if size < BATCH_SIZE:
-                    continue
-                flush()
-                while queue and (len(queue) > limit or queue[0][1] is None
-                                 or queue[0][1].done()):
-                    yield self._assemble(*queue.popleft())
-            flush()
-            while queue:
-                yield self._assemble(*queue.popleft())
+                if isinstance(item, Unit):
+                    for outcome in examiner.examine(item):
+                        pending.append(outcome)
+                        in_flight += isinstance(outcome, Future)
+                else:
+                    pending.append(item)
+                # Hand on what is ready; wait for the oldest large file only past the limit.
+                while pending:
+                    head = pending[0]
+                    if isinstance(head, Future):
+                        if in_flight <= limit and not head.done():
+                            break
+                        in_flight -= 1
+                        head = head.result()
+                    pending.popleft()
+                    self._take(head, chunk)
+                if len(chunk) >= CHUNK_SIZE:
+                    yield self._hand_on(chunk)
+                    chunk = []
+            while pending:
+                head = pending.popleft()
+                self._take(head.result() if isinstance(head, Future) else head, chunk)
+            yield self._hand_on(chunk)
         finally:
-            inline.dirs.close()
+            for head in pending:  # an error stopped the walk: let the pool close its files
+                if isinstance(head, Future):
+                    head.cancel()
             if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
+                pool.shutdown(wait=True)
 
-    def _assemble(self, batch: list[bytes | Unit], done: Future[UnitResult] | None
-                  ) -> list[bytes]:
-        """Put a batch's lines in walk order: directory lines between the units' results."""
-        result = done.result() if done is not None else UnitResult([])
-        for counter in fields(Counts):
-            name = counter.name
-            setattr(self.stats, name, getattr(self.stats, name) + getattr(result.counts, name))
-        counts = iter(result.per_unit)
-        position = 0
-        lines: list[bytes] = []
-        for item in batch:
-            if isinstance(item, Unit):
-                count = next(counts)
-                lines.extend(result.lines[position:position + count])
-                position += count
-            else:
-                lines.append(item)
-        self.stats.entries += len(lines)
+    def _take(self, item: bytes | Outcome, chunk: list[bytes]) -> None:
+        if isinstance(item, bytes):
+            chunk.append(item)
+            return
+        line, outcome, size = item
+        stats = self.stats
+        stats.sizes += size
+        if outcome == examine.HASHED:
+            stats.files_hashed += 1
+            stats.bytes_hashed += size
+        elif outcome == examine.REUSED:
+            stats.hashes_reused += 1
+        elif outcome == examine.UNREADABLE_:
+            stats.unreadable += 1
+        elif outcome == examine.RACED_:
+            stats.raced += 1
+        elif outcome == examine.VANISHED:
+            stats.vanished += 1
+        elif outcome == examine.UNREACHABLE:
+            stats.unreachable += 1
+        if line is not None:
+            chunk.append(line)
+
+    def _hand_on(self, chunk: list[bytes]) -> list[bytes]:
+        self.stats.entries += len(chunk)
         if self.progress:
             self.progress(self.stats.entries, self.stats.sizes)
-        return lines
+        return chunk
 
     # The walk: directories here, everything else as units.
 
@@ -164,33 +163,31 @@ class Scanner:
             self._lost(err)
             return
         if not stat.S_ISDIR(st.st_mode):
-            parent_st = os.fstat(parent_fd)
-            yield self._unit(parent, escape(parent), (parent_st.st_dev, parent_st.st_ino),
-                             [name])
+            yield self._unit(parent, escape(parent), parent_fd, [name])
             return
         # An explicit stack: a hostile home may nest directories deeper than Python recurses.
-        stack: list[tuple[int, bytes, str, tuple[int, int], Iterator[tuple[bytes, bool]]]] = []
+        stack: list[tuple[int, bytes, str, Iterator[tuple[bytes, bool]]]] = []
         try:
             yield from self._enter(stack, parent_fd if name else None, name or b"/",
                                    root.path, escape(root.path), st, root.recursive)
             while stack:
-                fd, path, field, dir_id, children = stack[-1]
+                fd, path, field, children = stack[-1]
                 run: list[bytes] = []
                 for child, is_dir in children:
                     if not is_dir:
                         run.append(child)
                         if len(run) >= UNIT_SIZE:
-                            yield self._unit(path, field, dir_id, run)
+                            yield self._unit(path, field, fd, run)
                             run = []
                         continue
                     if run:
-                        yield self._unit(path, field, dir_id, run)
+                        yield self._unit(path, field, fd, run)
                         run = []
                     yield from self._child_dir(stack, fd, path, field, child, st.st_dev)
                     break
                 else:
                     if run:
-                        yield self._unit(path, field, dir_id, run)
+                        yield self._unit(path, field, fd, run)
                     os.close(fd)
                     stack.pop()
         finally:
@@ -211,8 +208,7 @@ class Scanner:
             self._lost(err)
             return
         if not stat.S_ISDIR(st.st_mode):  # replaced since it was listed
-            parent_st = os.fstat(parent_fd)
-            yield self._unit(parent, parent_field, (parent_st.st_dev, parent_st.st_ino), [name])
+            yield self._unit(parent, parent_field, parent_fd, [name])
             return
         # Pseudo file systems (/proc, /sys, /dev) below a listed directory are not entered.
         descend = st.st_dev == root_dev or st.st_dev not in self.pseudo_devices
@@ -246,7 +242,7 @@ class Scanner:
             yield entry_line(field, columns, UNREADABLE)
             return
         yield entry_line(field, columns)
-        stack.append((fd, path, field, (st.st_dev, st.st_ino), iter(children)))
+        stack.append((fd, path, field, iter(children)))
 
     def _count_status(self, status: str) -> None:
         if status == UNREADABLE:
@@ -254,12 +250,11 @@ class Scanner:
         else:
             self.stats.raced += 1
 
-    def _unit(self, directory: bytes, dir_field: str, dir_id: tuple[int, int],
-              names: list[bytes]) -> Unit:
+    def _unit(self, directory: bytes, dir_field: str, dir_fd: int, names: list[bytes]) -> Unit:
         previous = {}
         if self.previous is not None:
             previous = self.previous.take_through(_join(directory, names[-1]))
-        return Unit(directory, dir_field, dir_id, list(names), previous)
+        return Unit(dir_fd, dir_field, list(names), previous)
 
 
 def _join(parent: bytes, name: bytes) -> bytes:
