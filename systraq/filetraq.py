@@ -231,7 +231,7 @@ class _Job:
                     raise
                 matched = True
                 listing.found.setdefault(pattern.text, _Found(
-                    pattern.text, None, private="a directory on the way cannot be searched"))
+                    pattern.text, None, private=self._unreachable(pattern.text)))
             if not matched:
                 listing.unmatched.append(pattern)
         return listing
@@ -251,8 +251,7 @@ class _Job:
         except _Gone:
             return
         except PermissionError:
-            listing.found[path] = _Found(path, None, private="a directory on the way "
-                                         "cannot be searched")
+            listing.found[path] = _Found(path, None, private=self._unreachable(path))
             return
         if not stat.S_ISDIR(st.st_mode):
             listing.found[path] = _Found(path, st)
@@ -320,6 +319,16 @@ class _Job:
                 return blocked
         return None
 
+    def _unreachable(self, pattern: bytes) -> str:
+        """Why a path (or the literal part of a glob) cannot be reached by this user."""
+        parts = [p for p in pattern.split(b"/") if p][:-1]
+        literal = parts[:next((i for i, p in enumerate(parts) if _MAGIC.search(p)),
+                              len(parts))]
+        blocking = self._blocking_dir(b"/" + b"/".join(literal))
+        if blocking is None:
+            return "a directory on the way cannot be searched"
+        return self._blocked_by(blocking)
+
     @staticmethod
     def _blocked_by(directory: bytes) -> str:
         return f"directory {escape(directory)} is not searchable by everyone"
@@ -345,11 +354,15 @@ class _Job:
             if path not in listing.found and self._is_gone(path):
                 self._forget_removed(path)
                 removed.append(path)
+        # A line whose file was reported removed is not reported again as matching nothing.
+        for pattern in patterns:
+            if any(_covers(pattern.text, path) for path in removed):
+                self.memory.unmatched.add(pattern.text)
         for pattern in listing.unmatched:
-            self.memory.unmatched.add(pattern.text)
-            if pattern.text in self.old.unmatched or any(
-                    _covers(pattern.text, path) for path in removed):
+            if pattern.text in self.old.unmatched or pattern.text in self.memory.unmatched:
+                self.memory.unmatched.add(pattern.text)
                 continue
+            self.memory.unmatched.add(pattern.text)
             self._item(pattern.text, Event.UNMATCHED,
                        detail=f"{pattern.source}, line {pattern.line}")
 
@@ -489,7 +502,7 @@ class _Job:
             return
         ft = self.settings.filetraq
         lines = content_diff(orig.content, content.data,
-                             old_label=os.fsdecode(self.store.shown(path)),
+                             old_label=escape(self.store.shown(path)),
                              new_label=escape(path), old_time_ns=orig.mtime_ns,
                              new_time_ns=content.st.st_mtime_ns, style=ft.diff_style,
                              order=ft.diff_order)
@@ -501,7 +514,8 @@ class _Job:
             name = dated_name(self.when, copy)
             if not self.store.exists(path, name):
                 return name
-        raise StoreError("too many dated copies within one minute", self.store.shown(path))
+        raise StoreError("too many dated copies within one minute",
+                         escape(self.store.shown(path)))
 
     # -- reading a listed file -------------------------------------------------------
 

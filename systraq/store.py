@@ -34,6 +34,7 @@ from pathlib import Path
 
 from systraq.errors import SystraqError
 from systraq.nofollow import DIR_FLAGS, FILE_FLAGS
+from systraq.pathcodec import escape
 
 ORIG = b"orig"
 META = b".systraq"  # systraq's own files in a store: lock and memory of notices
@@ -153,7 +154,7 @@ class Store:
                     if err.errno in (errno.ELOOP, errno.ENOTDIR):
                         raise StoreError("is a symlink or not a directory in the backup "
                                          "store (refusing to follow it)",
-                                         b"/".join([*done, name])) from None
+                                         escape(b"/".join([*done, name]))) from None
                     raise
                 os.close(fd)
                 fd = child
@@ -193,13 +194,13 @@ class Store:
             except OSError as err:
                 if err.errno == errno.ELOOP:
                     raise StoreError("is a symlink in the backup store (refusing to "
-                                     "follow it)", self.shown(path)) from None
+                                     "follow it)", escape(self.shown(path))) from None
                 raise StoreError(f"cannot read: {os.strerror(err.errno or 0)}",
-                                 self.shown(path)) from None
+                                 escape(self.shown(path))) from None
             try:
                 st = os.fstat(file_fd)
                 if not stat.S_ISREG(st.st_mode):
-                    raise StoreError("is not a regular file", self.shown(path))
+                    raise StoreError("is not a regular file", escape(self.shown(path)))
                 return _read(file_fd, st, limit)
             finally:
                 os.close(file_fd)
