@@ -34,7 +34,8 @@ bench: venv
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
 # Installs the program into its own virtual environment under LIBDIR, a launcher in BINDIR,
-# man pages, the example configuration (never over an existing one) and the cron file.
+# man pages, the example configuration (never over an existing one), the cron file and the
+# apt hook that regenerates filetraq.conf.
 install:
 	$(PYTHON) -m venv $(DESTDIR)$(LIBDIR)
 	$(DESTDIR)$(LIBDIR)/bin/pip install --quiet .
@@ -50,9 +51,12 @@ install:
 	  [ -e "$$t" ] || install -m 644 "$$f" "$$t"; \
 	done
 	install -m 644 cron.d/systraq $(DESTDIR)$(SYSCONFDIR)/cron.d/systraq
+	install -d $(DESTDIR)$(SYSCONFDIR)/apt/apt.conf.d
+	install -m 644 etc/apt/99systraq $(DESTDIR)$(SYSCONFDIR)/apt/apt.conf.d/99systraq
 
 uninstall:
 	rm -rf $(DESTDIR)$(LIBDIR) $(DESTDIR)$(BINDIR)/systraq $(DESTDIR)$(SYSCONFDIR)/cron.d/systraq
+	rm -f $(DESTDIR)$(SYSCONFDIR)/apt/apt.conf.d/99systraq
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man8/,$(notdir $(wildcard man/*.8)))
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(wildcard man/*.5)))
 
