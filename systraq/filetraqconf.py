@@ -158,25 +158,27 @@ def _collect_as(account: pwd.struct_passwd, settings: Settings, dirs: list[Path]
                 os.setgid(account.pw_gid)
                 os.setuid(account.pw_uid)
                 os.chdir("/")
-                for section in collect(settings, dirs, output):
-                    out.write(b"S" + b"".join(p + b"\0" for p in section) + b"\n")
+                # Paths may hold any byte but NUL: each ends with NUL, a section with one more.
+                out.write(b"O" + b"".join(b"".join(p + b"\0" for p in section) + b"\0"
+                                          for section in collect(settings, dirs, output)))
             except BaseException as err:
-                out.write(b"E" + str(err).replace("\n", " ").encode() + b"\n")
+                out.write(b"E" + str(err).replace("\n", " ").encode())
                 status = 2
         os._exit(status)
     os.close(write_fd)
     with os.fdopen(read_fd, "rb") as stream:
         data = stream.read()
     _, status = os.waitpid(pid, 0)
-    sections = []
-    for record in data.split(b"\n")[:-1] if data.endswith(b"\n") else [b"Eno result"]:
-        if record.startswith(b"E"):
-            raise SystraqError(f"listing files as {account.pw_name} failed: "
-                               f"{record[1:].decode(errors='replace')}")
-        sections.append([p for p in record[1:].split(b"\0") if p])
-    if os.waitstatus_to_exitcode(status) != 0 or len(sections) != 3:
-        raise SystraqError(f"listing files as {account.pw_name} failed")
-    return sections
+    if not data.startswith(b"O") or os.waitstatus_to_exitcode(status) != 0:
+        error = data[1:].decode(errors="replace") if data.startswith(b"E") else "no result"
+        raise SystraqError(f"listing files as {account.pw_name} failed: {error}")
+    sections: list[list[bytes]] = [[]]
+    for token in data[1:].split(b"\0")[:-1]:
+        if token:
+            sections[-1].append(token)
+        else:
+            sections.append([])
+    return sections[:-1]
 
 
 def write_filetraq_conf(settings: Settings, output: Path | None = None,
