@@ -117,6 +117,11 @@ def _resolve_backupdir(settings: Settings, backupdir: Path | None) -> Path:
     if not backupdir.is_dir():
         try:
             backupdir.mkdir(mode=settings.filetraq.dir_mode, parents=True, exist_ok=True)
+            # Made by root, the store still belongs to the state directory's owner (the
+            # systraq user the cron job runs as), so that its later runs can write it.
+            owner = os.stat(settings.state_dir)
+            if os.geteuid() == 0 and owner.st_uid != 0:
+                os.chown(backupdir, owner.st_uid, owner.st_gid, follow_symlinks=False)
         except OSError as err:
             raise SystraqError(f"cannot create the backup store: "
                                f"{os.strerror(err.errno or 0)}", backupdir) from None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from filetraq_support import (
 
 from systraq.config import load_settings
 from systraq.filetraq import run_filetraq
+from systraq.render import Terminal
 from systraq.store import dated_name
 
 
@@ -270,6 +273,21 @@ def test_root_run_on_the_systraq_users_store_leaves_it_theirs(ws, hosts):
     assert (nobody.returncode, nobody.stdout, nobody.stderr) == (0, "", "")
 
 
+def test_store_made_by_root_in_the_systraq_users_state_dir_is_theirs(ws, hosts):
+    needs_root()
+    os.chown(ws.state, 65534, 65534)
+    assert filetraq(ws).returncode == 1
+    assert {p.stat().st_uid for p in [store_of(ws), *store_of(ws).rglob("*")]} == {65534}
+
+
+def test_private_file_with_an_earlier_copy_in_the_store_is_pointed_out(ws, hosts):
+    filetraq(ws)  # the copy a tool made while the file was readable (or Debian's, as root)
+    hosts.chmod(0o600)
+    result = filetraq(ws)
+    assert result.stdout == (f"{hosts}: not readable by everyone (mode 0600): content not "
+                             "tracked (the backup store holds an earlier copy).\n")
+
+
 def test_mail_is_refused_for_now_and_nothing_is_recorded(ws, hosts):
     result = filetraq(ws, "--mail")
     assert result.returncode == 2
@@ -335,3 +353,18 @@ def test_bad_input_gets_one_line_naming_the_file_and_exit_2(ws, case):
     assert expected in result.stderr
     assert len([ln for ln in result.stderr.splitlines() if ln.startswith(("systraq", "Err"))]) \
         == 1
+
+
+def test_terminal_shows_content_literally_never_as_markup(ws):
+    conf = ws.tree / "app.conf"
+    conf.write_text("[bold]plain[/bold]\n")
+    write_list(ws, str(conf))
+    run_in_process(ws)
+    conf.write_text("[red]x[/red] [link=http://evil]y[/link]\n")
+    report, _ = run_in_process(ws)
+    out = io.StringIO()
+    Terminal(out=out, err=io.StringIO(), interactive=True).filetraq_report(report)
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", out.getvalue())
+    assert "-[bold]plain[/bold]" in shown
+    assert "+[red]x[/red] [link=http://evil]y[/link]" in shown
+    assert "listed paths checked" in shown
