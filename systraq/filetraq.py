@@ -43,7 +43,7 @@ from systraq.nofollow import (
     split,
 )
 from systraq.pathcodec import escape
-from systraq.store import META, Store, StoreError, dated_name
+from systraq.store import META, Staged, Store, StoreError, dated_name
 
 LIST_NAME = "filetraq.conf"
 STORE_NAME = "filetraq"
@@ -575,22 +575,37 @@ class _Job:
     # -- committing ------------------------------------------------------------------
 
     def commit(self) -> list[str]:
-        """Do the store updates the report announced; return what failed (as messages)."""
-        failures = []
+        """Do the store updates the report announced; return what failed (as messages).
+
+        Everything is staged first (dated copies, new content aside), flushed to disk once,
+        then renamed into place and flushed again.
+        """
+        failures: list[str] = []
+        staged = []
         for action in self.actions:
             try:
-                self._commit(action)
-            except _Gone:
-                continue  # removed since: reported next run
-            except (_Raced, _NowPrivate):
-                continue  # changed again since the report: reported next run
+                staged.append(self._stage(action))
+            except (_Gone, _Raced, _NowPrivate):
+                continue  # removed or changed again since the report: reported next run
             except (OSError, StoreError) as err:
-                where = escape(action.path)
-                failures.append(f"{where}: cannot update the backup store: "
-                                f"{err.strerror if isinstance(err, OSError) else err}")
+                failures.append(self._failure(action.path, err))
+        if not staged:
+            return failures
+        self.store.sync()
+        for each in staged:
+            try:
+                self.store.publish(each)
+            except (OSError, StoreError) as err:
+                failures.append(self._failure(each.path, err))
+        self.store.sync()
         return failures
 
-    def _commit(self, action: _Action) -> None:
+    @staticmethod
+    def _failure(path: bytes, err: Exception) -> str:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        return f"{escape(path)}: cannot update the backup store: {reason}"
+
+    def _stage(self, action: _Action) -> Staged:
         st = self._lstat(action.path)
         if not stat.S_ISREG(st.st_mode):
             raise _Raced()
@@ -603,8 +618,9 @@ class _Job:
                 raise _Raced()  # another filetraq recorded something meanwhile
         elif self.store.exists(action.path, b"orig"):
             raise _Raced()
-        self.store.record(action.path, content.data, content.st,
-                          keep_previous=action.previous_sha256 is not None, when=self.when)
+        return self.store.stage(action.path, content.data, content.st,
+                                keep_previous=action.previous_sha256 is not None,
+                                when=self.when)
 
 
 def _covers(pattern: bytes, path: bytes) -> bool:

@@ -8,8 +8,10 @@ on here and the other way round.
 What systraq adds:
 
 - the dated copy is made first (a hard link, which never overwrites anything), then the new
-  content is written to a temporary file, fsynced and renamed over ``orig``: a crash between
-  the steps loses no version;
+  content is written to a temporary file, flushed to disk and renamed over ``orig``: a crash
+  between the steps loses no version. A run that records many files stages them all (dated
+  copies and temporary files), flushes the file system once (syncfs), then renames them all
+  and flushes again: two flushes instead of two fsyncs a file;
 - a second change within the same minute does not overwrite that minute's dated copy: the
   next copy is ``orig-2.MM.DD.YY__HH.MM``, then ``orig-3...`` (names that filetraq's pruning
   glob ``*.??.??__??.??`` still matches);
@@ -22,6 +24,7 @@ What systraq adds:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import hashlib
 import os
@@ -36,9 +39,16 @@ from systraq.errors import SystraqError
 from systraq.nofollow import DIR_FLAGS, FILE_FLAGS
 from systraq.pathcodec import escape
 
+try:
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
+    _LIBC.syncfs.argtypes = [ctypes.c_int]
+except (OSError, AttributeError):
+    _LIBC = None
+
 ORIG = b"orig"
 META = b".systraq"  # systraq's own files in a store: lock and memory of notices
 _DATED = re.compile(rb"orig(?:-([1-9][0-9]*))?\.(\d\d)\.(\d\d)\.(\d\d)__(\d\d)\.(\d\d)")
+_TEMP = re.compile(rb"\.orig\.[0-9a-f]{12}\.tmp")
 _CHUNK = 1 << 20
 
 
@@ -54,6 +64,15 @@ class Orig:
     mtime_ns: int
     sha256: str
     content: bytes | None  # None when larger than the limit it was read with
+
+
+@dataclass(frozen=True)
+class Staged:
+    """New content written aside in the store, waiting to become ``orig``."""
+
+    path: bytes
+    tmp: bytes  # its name in the file's store directory
+    kept: bytes | None  # the dated copy made of the previous content
 
 
 @dataclass
@@ -172,7 +191,6 @@ class Store:
         else:
             child = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
             os.fchmod(child, self.dir_mode)
-            os.fsync(parent_fd)
             return child
         return os.open(name, DIR_FLAGS, dir_fd=parent_fd)
 
@@ -231,15 +249,48 @@ class Store:
 
         Return the name of the dated copy made (None when there was no previous content).
         """
+        staged = self.stage(path, content, source, keep_previous, when)
+        self.sync()
+        self.publish(staged)
+        self.sync()
+        return staged.kept
+
+    def stage(self, path: bytes, content: bytes, source: os.stat_result, keep_previous: bool,
+              when: time.struct_time) -> Staged:
+        """First half of ``record``: keep the dated copy, write the new content aside.
+
+        Nothing is durable until ``sync``; ``publish`` then renames it over ``orig``.
+        """
         fd = self._entry_dir(path, create=True)
         assert fd is not None
         try:
+            for name in os.listdir(fd):  # left by a crash: the lock says no run owns them
+                if _TEMP.fullmatch(os.fsencode(name)):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(name, dir_fd=fd)
             kept = self._keep_dated(fd, when) if keep_previous else None
-            self._replace_orig(fd, content, source)
-            os.fsync(fd)
-            return kept
+            return Staged(path, self._write_temp(fd, content, source), kept)
         finally:
             os.close(fd)
+
+    def publish(self, staged: Staged) -> None:
+        """Second half of ``record``: the staged content becomes ``orig`` (atomically)."""
+        fd = self._entry_dir(staged.path, create=False)
+        if fd is None:
+            raise StoreError("vanished from the backup store", escape(self.shown(staged.path)))
+        try:
+            os.rename(staged.tmp, ORIG, src_dir_fd=fd, dst_dir_fd=fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(staged.tmp, dir_fd=fd)
+            raise
+        finally:
+            os.close(fd)
+
+    def sync(self) -> None:
+        """Flush the store's file system to disk (syncfs; sync where that is missing)."""
+        if _LIBC is None or _LIBC.syncfs(self.fd) != 0:
+            os.sync()
 
     def _keep_dated(self, fd: int, when: time.struct_time) -> bytes | None:
         for copy in range(1, 10000):
@@ -275,14 +326,13 @@ class Store:
                     _write_all(dst, chunk)
                 os.fchmod(dst, stat.S_IMODE(st.st_mode))
                 os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
-                os.fsync(dst)
             finally:
                 os.close(dst)
             return True
         finally:
             os.close(src)
 
-    def _replace_orig(self, fd: int, content: bytes, source: os.stat_result) -> None:
+    def _write_temp(self, fd: int, content: bytes, source: os.stat_result) -> bytes:
         tmp = b".orig." + secrets.token_hex(6).encode() + b".tmp"
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                       0o600, dir_fd=fd)
@@ -291,14 +341,13 @@ class Store:
                 _write_all(out, content)
                 os.fchmod(out, store_mode(source.st_mode))
                 os.utime(out, ns=(source.st_atime_ns, source.st_mtime_ns))
-                os.fsync(out)
             finally:
                 os.close(out)
-            os.rename(tmp, ORIG, src_dir_fd=fd, dst_dir_fd=fd)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=fd)
             raise
+        return tmp
 
     # -- pruning ---------------------------------------------------------------------
 

@@ -54,7 +54,7 @@ def test_crash_between_keeping_the_old_version_and_writing_the_new_loses_nothing
     def crash(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(Store, "_replace_orig", crash)
+    monkeypatch.setattr(Store, "_write_temp", crash)
     with pytest.raises(Exception, match="No space left on device"):
         run_in_process(ws, clock=MINUTE)
     assert stored(ws, path).read_text() == "one\n"
@@ -65,6 +65,31 @@ def test_crash_between_keeping_the_old_version_and_writing_the_new_loses_nothing
     assert stored(ws, path).read_text() == "two\n"
     assert dated_copies(ws, path) == ["orig-2.11.23.26__15.04", "orig.11.23.26__15.04"]
     assert not [n for n in os.listdir(stored(ws, path).parent) if n.endswith(".tmp")]
+
+
+def test_crash_between_staging_and_renaming_loses_nothing_and_leaves_no_temporary_file(
+        ws, monkeypatch):
+    path = ws.tree / "f"
+    path.write_text("one\n")
+    write_list(ws, str(path))
+    run_in_process(ws, clock=MINUTE)
+    path.write_text("two\n")
+
+    def crash(self):
+        raise KeyboardInterrupt  # the power goes: nothing after this runs
+
+    monkeypatch.setattr(Store, "sync", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_in_process(ws, clock=MINUTE)
+    directory = stored(ws, path).parent
+    assert [n for n in os.listdir(directory) if n.endswith(".tmp")] != []
+    assert stored(ws, path).read_text() == "one\n"
+    monkeypatch.undo()
+    assert "Changes in" in run_in_process(ws, clock=MINUTE)[1]
+    assert stored(ws, path).read_text() == "two\n"
+    assert [n for n in os.listdir(directory) if n.endswith(".tmp")] == []
+    kept = sorted(stored(ws, path, n).read_text() for n in dated_copies(ws, path))
+    assert kept == ["one\n", "one\n"]
 
 
 def test_dated_copy_is_copied_when_hard_links_are_refused(ws, monkeypatch):
