@@ -153,10 +153,12 @@ def run_filetraq(settings: Settings, filelist: Path | None = None,
     written. Problems met while updating the store raise a SystraqError after the update.
     """
     started = time.monotonic()
-    filelist = filelist or default_filelist(settings)
-    if not filelist.exists() and not filelist.is_symlink():
-        raise ConfigError("no such file: list the files whose content to track there, one "
-                          "path or glob a line (systraq filetraq-conf writes one)", filelist)
+    if filelist is None:
+        filelist = default_filelist(settings)
+        if not filelist.exists() and not filelist.is_symlink():
+            raise ConfigError("no such file: list the files whose content to track there, "
+                              "one path or glob a line (systraq filetraq-conf writes one)",
+                              filelist)
     patterns = parse_list(filelist)
     backupdir = _resolve_backupdir(settings, backupdir)
     _become_store_owner(backupdir)

@@ -126,7 +126,7 @@ class Terminal:
         for item in report.sorted_items():
             for number, line in enumerate(format_item(item)):
                 self.console.print(Text(line, style="bold" if number == 0 else
-                                        _diff_style(line)))
+                                        _diff_style(line)), soft_wrap=True)
         summary = f"filetraq: {report.checked:,} listed paths checked"
         if not report.items:
             summary += ", nothing to report"

@@ -317,14 +317,17 @@ def test_corrupt_memory_of_notices_is_a_warning_and_is_rebuilt(ws, hosts):
     assert filetraq(ws).stderr == ""
 
 
-@pytest.mark.parametrize("case", ["missing list", "backupdir is a file", "missing backupdir",
-                                  "list with NUL", "relative path", "list is a directory",
-                                  "unreadable list"])
+@pytest.mark.parametrize("case", ["missing list", "missing given list", "backupdir is a file",
+                                  "missing backupdir", "list with NUL", "relative path",
+                                  "list is a directory", "unreadable list"])
 def test_bad_input_gets_one_line_naming_the_file_and_exit_2(ws, case):
     args: list[str] = []
     user = None
     if case == "missing list":
         expected = f"systraq: {ws.config}/filetraq.conf: no such file: list the files "
+    elif case == "missing given list":
+        args = [str(ws.config / "typo.conf")]
+        expected = f"systraq: {ws.config}/typo.conf: cannot read: No such file or directory"
     elif case == "backupdir is a file":
         args = [str(write_list(ws, "/etc/hosts")), str(ws.tree / "file")]
         (ws.tree / "file").write_text("")
