@@ -304,26 +304,22 @@ class _Job:
             stack.extend(reversed(subdirs))
 
     def _blocking_dir(self, directory: bytes) -> bytes | None:
-        """The first directory from / down to ``directory`` that lacks o+x (None: none)."""
-        parts = [p for p in directory.split(b"/") if p]
+        """The first directory from / down to ``directory`` that lacks o+x (None: none).
+
+        Decided by mode bits, so root and the systraq user come to the same answer; a
+        directory this user cannot open counts as blocking.
+        """
         prefix = b"/"
-        prefixes = [prefix]
-        for part in parts:
-            prefix = join(prefix, part)
-            prefixes.append(prefix)
-        blocked: bytes | None = None
-        for prefix in prefixes:
-            if prefix in self._blocking:
-                blocked = self._blocking[prefix]
-            elif blocked is None:
+        for part in [b"", *(p for p in directory.split(b"/") if p)]:
+            prefix = join(prefix, part) if part else prefix
+            if prefix not in self._blocking:
                 try:
                     mode = os.fstat(self.dirs.open(prefix)).st_mode
-                    blocked = None if mode & stat.S_IXOTH else prefix
+                    self._blocking[prefix] = None if mode & stat.S_IXOTH else prefix
                 except (OSError, ThroughSymlink):
-                    blocked = prefix
-                self._blocking[prefix] = blocked
-            if blocked is not None:
-                return blocked
+                    self._blocking[prefix] = prefix
+            if self._blocking[prefix] is not None:
+                return prefix
         return None
 
     def _unreachable(self, pattern: bytes) -> str:
