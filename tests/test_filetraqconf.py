@@ -147,10 +147,14 @@ def test_apt_hook_is_valid_apt_configuration_running_filetraq_conf(tmp_path):
     fake.mkdir()
     (fake / "systraq").write_text("#!/bin/sh\nexit 3\n")
     (fake / "systraq").chmod(0o755)
-    failing = subprocess.run(["sh", "-c", command.replace("PATH=", f"PATH={fake}:", 1)],
-                             capture_output=True, text=True)
-    assert failing.returncode == 0, "a failure never fails the apt run"
-    assert "not regenerated" in failing.stderr
+    runnable = command.replace("PATH=", f"PATH={fake}:", 1)
+    if Path("/etc/systraq").is_dir():
+        failing = subprocess.run(["sh", "-c", runnable], capture_output=True, text=True)
+        assert failing.returncode == 0, "a failure never fails the apt run"
+        assert "not regenerated" in failing.stderr
+    unconfigured = runnable.replace("/etc/systraq", str(tmp_path / "absent"))
+    quiet = subprocess.run(["sh", "-c", unconfigured], capture_output=True, text=True)
+    assert (quiet.returncode, quiet.stderr) == (0, ""), "without /etc/systraq: nothing"
 
 
 def test_core_refuses_a_directory_that_does_not_exist(ws):
