@@ -243,23 +243,12 @@ class Store:
 
     # -- writing ---------------------------------------------------------------------
 
-    def record(self, path: bytes, content: bytes, source: os.stat_result, keep_previous: bool,
-               when: time.struct_time) -> bytes | None:
-        """Make ``content`` the new ``orig`` of ``path``; keep the previous one first.
-
-        Return the name of the dated copy made (None when there was no previous content).
-        """
-        staged = self.stage(path, content, source, keep_previous, when)
-        self.sync()
-        self.publish(staged)
-        self.sync()
-        return staged.kept
-
     def stage(self, path: bytes, content: bytes, source: os.stat_result, keep_previous: bool,
               when: time.struct_time) -> Staged:
-        """First half of ``record``: keep the dated copy, write the new content aside.
+        """Keep the previous ``orig`` as a dated copy, write the new content aside.
 
-        Nothing is durable until ``sync``; ``publish`` then renames it over ``orig``.
+        Return what ``publish`` needs, after a ``sync``, to make the content ``orig``: the
+        dated copy (if any) and the new content are then on disk before ``orig`` changes.
         """
         fd = self._entry_dir(path, create=True)
         assert fd is not None
@@ -274,7 +263,7 @@ class Store:
             os.close(fd)
 
     def publish(self, staged: Staged) -> None:
-        """Second half of ``record``: the staged content becomes ``orig`` (atomically)."""
+        """The staged content becomes ``orig`` (a rename: atomic)."""
         fd = self._entry_dir(staged.path, create=False)
         if fd is None:
             raise StoreError("vanished from the backup store", escape(self.shown(staged.path)))
