@@ -55,10 +55,13 @@ install: venv
 	  [ -e "$$t" ] || install -m 644 "$$f" "$$t"; \
 	done
 	install -m 644 cron.d/systraq $(DESTDIR)$(SYSCONFDIR)/cron.d/systraq
+	install -d $(DESTDIR)$(SYSCONFDIR)/apt/apt.conf.d
+	install -m 644 etc/apt/99systraq $(DESTDIR)$(SYSCONFDIR)/apt/apt.conf.d/99systraq
 
 uninstall:
 	rm -rf $(DESTDIR)$(LIBDIR)
 	rm -f $(DESTDIR)$(BINDIR)/systraq $(DESTDIR)$(SYSCONFDIR)/cron.d/systraq
+	rm -f $(DESTDIR)$(SYSCONFDIR)/apt/apt.conf.d/99systraq
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man8/,$(notdir $(wildcard man/*.8)))
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(wildcard man/*.5)))
 

@@ -18,6 +18,8 @@ from systraq.config import (
     load_settings,
 )
 from systraq.errors import ExitStatus, SystraqError
+from systraq.filetraq import prune_store, run_filetraq
+from systraq.filetraqconf import write_filetraq_conf
 from systraq.render import Terminal
 from systraq.report import AGAINST_BASELINE, AGAINST_REPORTED, subject
 from systraq.snapshot import take_snapshot
@@ -166,6 +168,60 @@ def baseline(obj: Context, mode: str | None, paths: tuple[str, ...]) -> None:
     show = (lambda report: terminal.report(report)) if terminal.interactive else None
     outcome = accept_baseline(obj.settings, modes, paths, show=show)
     terminal.baseline_summary(outcome, partial=bool(paths))
+
+
+@cli.command()
+@click.argument("filelist", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("backupdir", required=False, type=click.Path(path_type=Path))
+@click.option("--mail", is_flag=True, help="Mail the report instead of printing it.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Report as text (what cron mails) or JSON.")
+@click.option("--prune", is_flag=True, help="Only delete dated copies older than "
+              "--older-than days from BACKUPDIR (FILELIST is not read).")
+@click.option("--older-than", type=click.FloatRange(min=0), metavar="DAYS",
+              help="With --prune: the age in days (default: filetraq.prune_days, 60).")
+@pass_context
+def filetraq(obj: Context, filelist: Path | None, backupdir: Path | None, mail: bool,
+             fmt: str, prune: bool, older_than: float | None) -> int:
+    """Keep the content of the files FILELIST names in the backup store BACKUPDIR.
+
+    Defaults: CONFIG/filetraq.conf and STATE/filetraq. The store has Debian filetraq's
+    layout. Reports first backups, a diff of every text change, and, once, every listed
+    path whose content is not tracked (not readable by everyone, symlink, fifo, removed).
+    Exit status: 0 nothing to report, 1 something reported, 2 trouble.
+    """
+    if older_than is not None and not prune:
+        raise click.UsageError("--older-than goes with --prune")
+    if prune:
+        if mail:
+            raise click.UsageError("--prune reports nothing to mail")
+        days = obj.settings.filetraq.prune_days if older_than is None else older_than
+        obj.terminal.prune_summary(prune_store(obj.settings, backupdir, days), days, fmt)
+        return ExitStatus.OK
+    if mail or obj.settings.report.mail:
+        raise SystraqError("mail delivery is not available yet: run without --mail "
+                           "(cron mails what the command prints)")
+    report = run_filetraq(obj.settings, filelist, backupdir,
+                          deliver=lambda report: obj.terminal.filetraq_report(report, fmt))
+    return report.status
+
+
+@cli.command("filetraq-conf")
+@click.option("--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write this file instead of CONFIG/filetraq.conf.")
+@click.option("--dir", "dirs", multiple=True, type=click.Path(path_type=Path),
+              help="A directory to list world-readable files from (repeatable; default "
+                   "/etc).")
+@pass_context
+def filetraq_conf(obj: Context, output: Path | None, dirs: tuple[Path, ...]) -> None:
+    """Regenerate CONFIG/filetraq.conf, the list systraq filetraq reads.
+
+    Lists every world-readable file under /etc, users' ~/.ssh/authorized_keys*, systraq's
+    own configuration, then CONFIG/filetraq.tail.conf as it is. Sorted, replaced
+    atomically and only when it changes. Run by the apt hook after package operations.
+    """
+    result = write_filetraq_conf(obj.settings, output, [*dirs] or None)
+    obj.terminal.filetraq_conf_summary(result)
 
 
 def main(argv: list[str] | None = None) -> None:

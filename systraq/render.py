@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import sys
 from collections.abc import Callable, Iterator
 from typing import TextIO
@@ -21,9 +22,13 @@ from rich.progress import (
     TimeElapsedColumn,
     TransferSpeedColumn,
 )
+from rich.text import Text
 
 from systraq.compare import ADDED, CHANGED, KINDS
 from systraq.delivery import DeliveryOutcome
+from systraq.filetraqconf import ConfResult
+from systraq.filetraqreport import FiletraqReport, format_item, format_text, to_json
+from systraq.pathcodec import escape
 from systraq.report import (
     Report,
     describe_change,
@@ -35,7 +40,12 @@ from systraq.report import (
     summary_line,
 )
 from systraq.snapshot import SnapshotResult
+from systraq.store import PruneResult
 from systraq.track import BaselineOutcome
+
+# Styles of diff lines on a terminal, by their first characters.
+_DIFF_STYLES = (("+++ ", "bold"), ("--- ", "bold"), ("*** ", "bold"), ("@@", "cyan"),
+                ("***************", "cyan"), ("+", "green"), ("-", "red"), ("! ", "yellow"))
 
 
 def human_size(size: float) -> str:
@@ -189,3 +199,56 @@ class Terminal:
             self.line(line)
         for argument in outcome.unmatched:
             self.warning(f"{argument}: no difference from the baseline there")
+
+    def filetraq_report(self, report: FiletraqReport, fmt: str = "text") -> None:
+        """The filetraq report: plain text for cron (nothing when nothing changed), colour
+        on a terminal, or JSON; warnings and problems on stderr."""
+        for warning in report.warnings:
+            self.warning(warning)
+        for problem in report.problems:
+            self.error(problem)
+        if fmt == "json":
+            self.line(json.dumps(to_json(report), indent=2, ensure_ascii=False))
+            return
+        if not self.interactive:
+            text = format_text(report)
+            if text:
+                self.out.write(text)
+                self.out.flush()
+            return
+        for item in report.sorted_items():
+            for number, line in enumerate(format_item(item)):
+                self.console.print(Text(line, style="bold" if number == 0 else
+                                        _diff_style(line)), soft_wrap=True)
+        summary = f"filetraq: {report.checked:,} listed paths checked"
+        if not report.items:
+            summary += ", nothing to report"
+        self.console.print(Text(f"{summary} in {report.seconds:.1f}s", style="dim"))
+
+    def prune_summary(self, result: PruneResult, days: float, fmt: str = "text") -> None:
+        """JSON when asked; one line on a terminal; nothing for cron."""
+        if fmt == "json":
+            self.line(json.dumps({"command": "filetraq-prune", "older_than_days": days,
+                                  "removed": [escape(p) for p in result.removed],
+                                  "kept": result.kept}, indent=2, ensure_ascii=False))
+        elif self.interactive:
+            self.console.print(Text(f"filetraq --prune: removed {len(result.removed):,} "
+                                    f"dated copies older than {days:g} days, kept "
+                                    f"{result.kept:,}"))
+
+    def filetraq_conf_summary(self, result: ConfResult) -> None:
+        """One line on a terminal; nothing for cron or the apt hook."""
+        if not self.interactive:
+            return
+        what = "written" if result.changed else "unchanged"
+        skipped = f", {result.skipped} names skipped (a list line cannot hold them)" \
+            if result.skipped else ""
+        self.console.print(Text(f"{result.path}: {result.entries:,} entries, {what} "
+                                f"(listed as {result.generated_as}){skipped}"))
+
+
+def _diff_style(line: str) -> str:
+    for prefix, style in _DIFF_STYLES:
+        if line.startswith(prefix):
+            return style
+    return ""

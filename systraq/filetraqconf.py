@@ -1,0 +1,232 @@
+"""Generating filetraq.conf, as systraq's Makefile did after every package operation.
+
+The list holds every world-readable regular file under /etc (not descending into
+directories the unprivileged systraq user cannot read), every user's existing
+``~/.ssh/authorized_keys*``, systraq's own configuration files and filetraq.conf itself
+(so an edit that drops a line is seen), then the administrator's ``filetraq.tail.conf``
+verbatim. Each section is sorted (bytewise, as ``LC_ALL=C sort``). The file is replaced
+atomically, and only when its content changes: running it twice changes nothing.
+
+When root runs it, the file system is looked at by a child process that has dropped to the
+unprivileged pub user (``snapshot.pub_user``, else nobody), so the list is what that user
+sees, while the file is written by root into the root-owned configuration directory.
+
+The snapshot state files are deliberately not listed (unlike the original
+filetraq.tail.conf): they carry timestamps and change every hour, so their diffs would be
+noise; ``systraq diff`` reports what they record.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pwd
+import re
+import stat
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from systraq.config import Settings
+from systraq.errors import SystraqError
+from systraq.filetraq import default_filelist
+from systraq.listfiles import expand, home_directories, parse_list
+from systraq.nofollow import DirCache, ThroughSymlink, join
+from systraq.snapshot import pub_scan_user
+from systraq.state import fsync_dir
+
+DEFAULT_DIRS = (Path("/etc"),)
+TAIL_NAME = "filetraq.tail.conf"
+_GLOB_CHARS = re.compile(rb"[\[*?]")
+OWN_FILES = ("systraq.conf", "snapshot_pub.list", "snapshot_pub.homelist",
+             "snapshot_root.list", "snapshot_root.homelist", TAIL_NAME)
+
+
+@dataclass
+class ConfResult:
+    path: Path
+    entries: int
+    changed: bool
+    skipped: int = 0  # names a list line cannot hold (a newline, spaces at an end)
+    generated_as: str = ""
+
+
+def list_line(path: bytes) -> bytes | None:
+    """A list line naming exactly ``path``: glob characters bracketed; None if impossible."""
+    if b"\n" in path or path != path.strip():
+        return None
+    return _GLOB_CHARS.sub(lambda m: b"[" + m.group() + b"]", path)
+
+
+def world_readable_files(top: bytes) -> Iterator[bytes]:
+    """Regular files with o+r below ``top``, never following a symlink, never entering a
+    directory this user cannot list; sorted bytewise within each directory."""
+    with DirCache() as dirs:
+        stack = [top]
+        while stack:
+            directory = stack.pop()
+            try:
+                fd = dirs.open(directory)
+                names = sorted(os.fsencode(n) for n in os.listdir(fd))
+            except (OSError, ThroughSymlink):
+                continue
+            subdirs = []
+            for name in names:
+                path = join(directory, name)
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    subdirs.append(path)
+                elif stat.S_ISREG(st.st_mode) and st.st_mode & stat.S_IROTH:
+                    yield path
+            stack.extend(reversed(subdirs))
+
+
+def authorized_keys(homes: Iterable[bytes]) -> list[bytes]:
+    """Every existing ``~/.ssh/authorized_keys*`` this user can see."""
+    found = []
+    with DirCache() as dirs:
+        for home in homes:
+            ssh = join(home, b".ssh")
+            try:
+                # expand() yields a symlink met on the way (a home that is a link): not ours.
+                found.extend(p for p in expand(join(ssh, b"authorized_keys*"), dirs)
+                             if p.startswith(ssh + b"/authorized_keys"))
+            except OSError as err:
+                if err.errno not in (errno.EACCES, errno.EPERM):
+                    raise
+    return found
+
+
+def collect(settings: Settings, dirs: Iterable[Path], output: Path) -> list[list[bytes]]:
+    """The generated sections (without the tail), each sorted and free of duplicates."""
+    listed: set[bytes] = set()
+    sections = []
+    own = [os.fsencode(settings.config_dir.absolute() / name) for name in OWN_FILES
+           if name != TAIL_NAME and (settings.config_dir / name).exists()]
+    own.append(os.fsencode(output.absolute()))
+    for paths in ([p for d in dirs for p in world_readable_files(os.fsencode(d.absolute()))],
+                  authorized_keys(home_directories()), own):
+        section = sorted(set(paths) - listed)
+        listed.update(section)
+        sections.append(section)
+    return sections
+
+
+def render(sections: list[list[bytes]], dirs: Iterable[Path], tail: Path | None
+           ) -> tuple[bytes, int, int]:
+    """The file's bytes, the number of entries and of names skipped."""
+    titles = [f"# world-readable files under {', '.join(str(d) for d in dirs)}",
+              "# users' ~/.ssh/authorized_keys*",
+              "# systraq's own configuration, and this list"]
+    out = [b"# filetraq.conf: generated by `systraq filetraq-conf`; changes made here are "
+           b"overwritten.",
+           f"# Add paths or globs to {TAIL_NAME}: it is copied at the end.".encode()]
+    entries = skipped = 0
+    for title, section in zip(titles, sections, strict=True):
+        out.append(title.encode())
+        for path in section:
+            line = list_line(path)
+            if line is None:
+                skipped += 1
+                continue
+            out.append(line)
+            entries += 1
+    data = b"\n".join(out) + b"\n"
+    if tail is not None:
+        parse_list(tail)  # refuse a tail that would make the list unreadable
+        text = tail.read_bytes()
+        data += f"# from {tail}\n".encode() + text + (b"" if text.endswith(b"\n") or not text
+                                                       else b"\n")
+    return data, entries, skipped
+
+
+def _collect_as(account: pwd.struct_passwd, settings: Settings, dirs: list[Path],
+                output: Path) -> list[list[bytes]]:
+    """Run ``collect`` in a child process that has dropped root; read its result back."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child, checked through its output
+        os.close(read_fd)
+        status = 0
+        with os.fdopen(write_fd, "wb") as out:
+            try:
+                os.setgroups([])
+                os.setgid(account.pw_gid)
+                os.setuid(account.pw_uid)
+                os.chdir("/")
+                # Paths may hold any byte but NUL: each ends with NUL, a section with one more.
+                out.write(b"O" + b"".join(b"".join(p + b"\0" for p in section) + b"\0"
+                                          for section in collect(settings, dirs, output)))
+            except BaseException as err:
+                out.write(b"E" + str(err).replace("\n", " ").encode())
+                status = 2
+        os._exit(status)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as stream:
+        data = stream.read()
+    _, status = os.waitpid(pid, 0)
+    if not data.startswith(b"O") or os.waitstatus_to_exitcode(status) != 0:
+        error = data[1:].decode(errors="replace") if data.startswith(b"E") else "no result"
+        raise SystraqError(f"listing files as {account.pw_name} failed: {error}")
+    sections: list[list[bytes]] = [[]]
+    for token in data[1:].split(b"\0")[:-1]:
+        if token:
+            sections[-1].append(token)
+        else:
+            sections.append([])
+    return sections[:-1]
+
+
+def write_filetraq_conf(settings: Settings, output: Path | None = None,
+                        dirs: Iterable[Path] | None = None) -> ConfResult:
+    """Regenerate the list; replace it atomically if (and only if) its content changed."""
+    output = output or default_filelist(settings)
+    dirs = list(dirs or DEFAULT_DIRS)
+    for directory in dirs:
+        if not directory.is_dir():
+            raise SystraqError("not a directory", directory)
+    account = pub_scan_user(settings)
+    if account is None:
+        sections = collect(settings, dirs, output)
+        generated_as = pwd.getpwuid(os.geteuid()).pw_name
+    else:
+        sections = _collect_as(account, settings, dirs, output)
+        generated_as = account.pw_name
+    tail = settings.config_dir / TAIL_NAME
+    data, entries, skipped = render(sections, dirs, tail if tail.exists() else None)
+    result = ConfResult(output, entries, changed=False, skipped=skipped,
+                        generated_as=generated_as)
+    try:
+        if output.read_bytes() == data:
+            return result
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        raise SystraqError(f"cannot read: {os.strerror(err.errno or 0)}", output) from None
+    _replace(output, data)
+    result.changed = True
+    return result
+
+
+def _replace(path: Path, data: bytes) -> None:
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise SystraqError(f"cannot write in this directory: {os.strerror(err.errno or 0)}",
+                           path.parent) from None
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+        tmp = ""
+        fsync_dir(path.parent)
+    finally:
+        if tmp:
+            os.unlink(tmp)

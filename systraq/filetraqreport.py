@@ -1,0 +1,172 @@
+"""The filetraq report as data, and its plain-text and JSON forms.
+
+The text form is what cron mails and what ``--mail`` sends: Debian filetraq's wording where
+it has one (``Creating first backup of PATH.``), one line per notice, a header line and a
+diff per text change. Paths are shown escaped (a newline in a name is ``\\n``), so a file
+name can never forge a line of the report.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from systraq.errors import ExitStatus
+from systraq.listfiles import order_key
+from systraq.pathcodec import escape
+
+
+class Event(enum.StrEnum):
+    CREATED = "created"  # first backup made
+    CHANGED = "changed"  # text content changed: a diff
+    BINARY_CHANGED = "binary-changed"  # content changed, not diffed: sizes and hashes
+    LARGE = "large"  # over the size limit: tracked by hash only
+    LARGE_CHANGED = "large-changed"
+    TRACKED = "tracked"  # content tracked (again) after being something else
+    PRIVATE = "private"  # not readable by everyone: content not tracked
+    SYMLINK = "symlink"  # a symlink: not followed
+    SPECIAL = "special"  # fifo, socket, device: never opened
+    UNREADABLE = "unreadable"  # readable by everyone, yet reading failed
+    RACED = "raced"  # changed while being read: compared again next run
+    VANISHED = "vanished"  # listed, gone before it could be read
+    REMOVED = "removed"  # seen before, no longer exists
+    UNMATCHED = "unmatched"  # a list line that matches no file
+
+
+@dataclass(frozen=True)
+class Version:
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Item:
+    """One thing the report says about one listed path (or list line, for UNMATCHED)."""
+
+    path: bytes
+    event: Event
+    detail: str = ""  # reason, link target, file type, error, where the list line is
+    was: str = ""  # the previous link target, or what the path was before (TRACKED)
+    note: str = ""  # an extra remark
+    old: Version | None = None
+    new: Version | None = None
+    kept_as: bytes | None = None  # name of the dated copy that keeps the previous content
+    diff: tuple[str, ...] = ()
+
+
+@dataclass
+class FiletraqReport:
+    filelist: Path
+    backupdir: Path
+    max_size: int = 0
+    items: list[Item] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # told on stderr, exit status kept
+    problems: list[str] = field(default_factory=list)  # trouble: exit status 2
+    checked: int = 0  # listed paths looked at
+    seconds: float = 0.0
+
+    @property
+    def status(self) -> ExitStatus:
+        if self.problems:
+            return ExitStatus.TROUBLE
+        return ExitStatus.DIFFERENCES if self.items else ExitStatus.OK
+
+    def sorted_items(self) -> list[Item]:
+        """Items by path (component order), list lines that match nothing last."""
+        return sorted(self.items, key=lambda i: (i.event == Event.UNMATCHED,
+                                                 order_key(i.path)))
+
+
+_WAS = {"private": "now readable by everyone", "large": "now within the size limit",
+        "symlink": "now a regular file instead of a symlink",
+        "special": "now a regular file", "unreadable": "readable again"}
+
+
+def _versions(item: Item) -> list[str]:
+    lines = []
+    if item.old is not None:
+        lines.append(f"  was {item.old.size} bytes, sha256 {item.old.sha256}")
+    if item.new is not None:
+        lines.append(f"  now {item.new.size} bytes, sha256 {item.new.sha256}")
+    return lines
+
+
+def format_item(item: Item) -> list[str]:
+    """The lines of one item in the text report."""
+    p = escape(item.path)
+    kept = f" (previous version kept as {escape(item.kept_as)})" if item.kept_as else ""
+    note = f" ({item.note})" if item.note else ""
+    match item.event:
+        case Event.CREATED:
+            return [f"Creating first backup of {p}."]
+        case Event.CHANGED:
+            return [f"Changes in {p}{kept}:", *item.diff]
+        case Event.BINARY_CHANGED:
+            what = "Binary file" if not item.detail else "File"
+            detail = f" ({item.detail})" if item.detail else ""
+            return [f"{what} {p} changed{kept}{detail}:", *_versions(item)]
+        case Event.LARGE:
+            size = item.new.size if item.new else 0
+            digest = f" (sha256 {item.new.sha256})" if item.new else ""
+            return [f"{p}: {size} bytes, over the {item.detail}-byte limit: content "
+                    f"tracked by hash only{digest}."]
+        case Event.LARGE_CHANGED:
+            return [f"Large file {p} changed (tracked by hash only):", *_versions(item)]
+        case Event.TRACKED:
+            return [f"{p}: {_WAS.get(item.was, 'now a regular file')}: content tracked."]
+        case Event.PRIVATE:
+            return [f"{p}: not readable by everyone ({item.detail}): content not "
+                    f"tracked{note}."]
+        case Event.SYMLINK:
+            if item.was:
+                return [f"{p}: symlink now points to {item.detail} (was {item.was}), "
+                        "not followed."]
+            return [f"{p}: symlink to {item.detail}, not followed."]
+        case Event.SPECIAL:
+            return [f"{p}: {item.detail}, not a regular file: content not tracked."]
+        case Event.UNREADABLE:
+            return [f"{p}: cannot be read ({item.detail}): content not tracked."]
+        case Event.RACED:
+            return [f"{p}: changed while being read; compared again next run."]
+        case Event.VANISHED:
+            return [f"{p}: vanished before it could be read."]
+        case Event.REMOVED:
+            return [f"{p}: removed{note}."]
+        case Event.UNMATCHED:
+            return [f"No file matches {p} ({item.detail})."]
+    raise AssertionError(item.event)
+
+
+def format_text(report: FiletraqReport) -> str:
+    """The plain-text report (what cron mails); empty when there is nothing to report."""
+    lines = [line for item in report.sorted_items() for line in format_item(item)]
+    return "".join(line + "\n" for line in lines)
+
+
+def to_json(report: FiletraqReport) -> dict[str, Any]:
+    """The report as JSON-ready data: paths escaped as in state files, empty fields left out."""
+    items = []
+    for item in report.sorted_items():
+        entry: dict[str, Any] = {"path": escape(item.path), "event": str(item.event)}
+        for name in ("detail", "was", "note"):
+            if getattr(item, name):
+                entry[name] = getattr(item, name)
+        for name in ("old", "new"):
+            version = getattr(item, name)
+            if version is not None:
+                entry[name] = {"size": version.size, "sha256": version.sha256}
+        if item.kept_as:
+            entry["kept_as"] = escape(item.kept_as)
+        if item.diff:
+            entry["diff"] = "".join(line + "\n" for line in item.diff)
+        entry["text"] = "\n".join(format_item(item))
+        items.append(entry)
+    return {
+        "command": "filetraq", "filelist": os.fspath(report.filelist),
+        "backupdir": os.fspath(report.backupdir), "checked": report.checked,
+        "status": int(report.status), "items": items, "warnings": report.warnings,
+        "problems": report.problems,
+    }

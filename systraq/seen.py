@@ -1,0 +1,133 @@
+"""What filetraq last saw at each listed path, so a notice is given once, not every run.
+
+Kept in ``BACKUPDIR/.systraq/seen`` (a directory Debian's filetraq never looks at), one line
+per path, replaced atomically and only when something changed::
+
+    #systraq-filetraq-seen	1
+    F	/etc/hosts	tracked	(empty detail)
+    F	/etc/shadow	private	(empty detail)
+    F	/srv/disk.img	large	4194304 9f86d0...
+    F	/etc/localtime	symlink	/usr/share/zoneinfo/Etc/UTC
+    U	/etc/nothing*
+    #end	5
+
+``F`` lines: path, kind, detail (escaped as in state files; often empty). ``U`` lines:
+list patterns that matched nothing when last seen. A memory that cannot be read is not
+fatal: it is reported as a warning and rebuilt, at the cost of repeating some notices.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from dataclasses import dataclass, field
+
+from systraq.pathcodec import EscapeError, escape, unescape
+
+NAME = b"seen"
+MAGIC = "#systraq-filetraq-seen\t1"
+
+# Kinds of what a listed path is, as far as filetraq is concerned.
+TRACKED = "tracked"  # world-readable regular file: content in the store
+LARGE = "large"  # world-readable, over the size limit: tracked by hash (detail: size hash)
+PRIVATE = "private"  # not readable by everyone (mode or a directory on the way)
+SYMLINK = "symlink"  # never followed (detail: target)
+SPECIAL = "special"  # fifo, socket, device (detail: type name)
+UNREADABLE = "unreadable"  # world-readable, yet reading failed (detail: the error)
+KINDS = (TRACKED, LARGE, PRIVATE, SYMLINK, SPECIAL, UNREADABLE)
+
+
+@dataclass(frozen=True)
+class Record:
+    kind: str
+    detail: str = ""
+
+
+@dataclass
+class Memory:
+    files: dict[bytes, Record] = field(default_factory=dict)
+    unmatched: set[bytes] = field(default_factory=set)
+
+    def copy(self) -> Memory:
+        return Memory(dict(self.files), set(self.unmatched))
+
+
+class CorruptMemory(ValueError):
+    """A memory file this version does not understand (reported, then rebuilt)."""
+
+
+def parse(data: bytes) -> Memory:
+    """Parse a memory file; raise CorruptMemory naming the line when it is malformed."""
+    memory = Memory()
+    lines = data.split(b"\n")
+    if lines[0] != MAGIC.encode():
+        raise CorruptMemory("line 1: not a systraq filetraq memory (or another version)")
+    if lines[-1] != b"":
+        raise CorruptMemory("truncated (last line incomplete)")
+    body, last = lines[1:-2], lines[-2]
+    if len(lines) < 3 or last != f"#end\t{len(body)}".encode():
+        raise CorruptMemory("truncated or edited (the #end line does not match)")
+    for number, raw in enumerate(body, 2):
+        try:
+            kind, *fields = raw.decode("utf-8").split("\t")
+            if kind == "F" and len(fields) == 3 and fields[1] in KINDS:
+                memory.files[unescape(fields[0])] = Record(
+                    fields[1], unescape(fields[2]).decode("utf-8"))
+            elif kind == "U" and len(fields) == 1:
+                memory.unmatched.add(unescape(fields[0]))
+            else:
+                raise ValueError
+        except (EscapeError, ValueError):  # UnicodeDecodeError is a ValueError
+            raise CorruptMemory(f"line {number}: malformed") from None
+    return memory
+
+
+def format_memory(memory: Memory) -> bytes:
+    out = [MAGIC]
+    for path in sorted(memory.files):
+        record = memory.files[path]
+        out.append(f"F\t{escape(path)}\t{record.kind}\t{escape(record.detail.encode())}")
+    out.extend(f"U\t{escape(pattern)}" for pattern in sorted(memory.unmatched))
+    out.append(f"#end\t{len(memory.files) + len(memory.unmatched)}")
+    return ("\n".join(out) + "\n").encode()
+
+
+def load(dir_fd: int) -> tuple[Memory, str | None]:
+    """Read the memory in the store's meta directory: (memory, warning or None)."""
+    try:
+        fd = os.open(NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return Memory(), None
+    except OSError as err:
+        return Memory(), f"cannot read: {os.strerror(err.errno or 0)}"
+    try:
+        with os.fdopen(fd, "rb") as stream:
+            data = stream.read()
+    except OSError as err:
+        return Memory(), f"cannot read: {os.strerror(err.errno or 0)}"
+    try:
+        return parse(data), None
+    except CorruptMemory as err:
+        return Memory(), str(err)
+
+
+def save(dir_fd: int, memory: Memory) -> None:
+    """Replace the memory atomically: temporary file, fsync, rename."""
+    tmp = b".seen." + secrets.token_hex(6).encode() + b".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600, dir_fd=dir_fd)
+    try:
+        try:
+            data = memoryview(format_memory(memory))
+            while data:
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, NAME, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        os.fsync(dir_fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise
