@@ -18,8 +18,9 @@ from systraq.config import (
     load_settings,
 )
 from systraq.errors import ExitStatus, SystraqError
-from systraq.filetraq import prune_store, run_filetraq
+from systraq.filetraq import mail_filetraq, prune_store, run_filetraq
 from systraq.filetraqconf import write_filetraq_conf
+from systraq.filetraqreport import filetraq_subject
 from systraq.render import Terminal
 from systraq.report import AGAINST_BASELINE, AGAINST_REPORTED, subject
 from systraq.snapshot import take_snapshot
@@ -198,11 +199,13 @@ def filetraq(obj: Context, filelist: Path | None, backupdir: Path | None, mail: 
         days = obj.settings.filetraq.prune_days if older_than is None else older_than
         obj.terminal.prune_summary(prune_store(obj.settings, backupdir, days), days, fmt)
         return ExitStatus.OK
+    terminal = obj.terminal
     if mail or obj.settings.report.mail:
-        raise SystraqError("mail delivery is not available yet: run without --mail "
-                           "(cron mails what the command prints)")
+        report, outcome = mail_filetraq(obj.settings, filelist, backupdir)
+        terminal.delivery(outcome, filetraq_subject(report) if report.items else None)
+        return ExitStatus.TROUBLE if outcome is not None and not outcome.ok else report.status
     report = run_filetraq(obj.settings, filelist, backupdir,
-                          deliver=lambda report: obj.terminal.filetraq_report(report, fmt))
+                          deliver=lambda report: terminal.filetraq_report(report, fmt))
     return report.status
 
 

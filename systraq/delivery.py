@@ -73,7 +73,10 @@ class DeliveryOutcome:
 
 
 def spool_dir(settings: Settings) -> Path:
-    return settings.state_dir / SPOOL_DIR
+    """STATE/spool for root; STATE/spool.UID for another account (filetraq as systraq),
+    since a spool is private to whoever writes it."""
+    uid = os.geteuid()
+    return settings.state_dir / (SPOOL_DIR if uid == 0 else f"{SPOOL_DIR}.{uid}")
 
 
 @functools.cache

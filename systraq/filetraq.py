@@ -28,9 +28,17 @@ from systraq import seen
 from systraq.config import Settings
 from systraq.contentdiff import diff as content_diff
 from systraq.contentdiff import is_binary
+from systraq.delivery import DeliveryOutcome, deliver, flush_spool
 from systraq.entry import TYPE_LETTERS, TYPE_NAMES
 from systraq.errors import ConfigError, SystraqError
-from systraq.filetraqreport import Event, FiletraqReport, Item, Version
+from systraq.filetraqreport import (
+    Event,
+    FiletraqReport,
+    Item,
+    Version,
+    filetraq_subject,
+    format_text,
+)
 from systraq.listfiles import Pattern, expand, order_key, parse_list
 from systraq.lock import locked
 from systraq.nofollow import (
@@ -142,6 +150,25 @@ def _become_store_owner(backupdir: Path) -> None:
     os.setgroups([])
     os.setgid(st.st_gid)
     os.setuid(st.st_uid)
+
+
+def mail_filetraq(settings: Settings, filelist: Path | None = None,
+                  backupdir: Path | None = None) -> tuple[FiletraqReport, DeliveryOutcome | None]:
+    """``run_filetraq`` with the report sent by mail (spooled if the mail system fails).
+
+    A spooled report counts as delivered: the store moves on and the spool sends it later.
+    Nothing to report sends nothing (but flushes what waits in the spool).
+    """
+    outcomes: list[DeliveryOutcome] = []
+
+    def send(report: FiletraqReport) -> None:
+        if report.items:
+            outcomes.append(deliver(settings, filetraq_subject(report), format_text(report)))
+        else:
+            outcomes.append(flush_spool(settings))
+
+    report = run_filetraq(settings, filelist, backupdir, deliver=send)
+    return report, (outcomes[0] if outcomes else None)
 
 
 def run_filetraq(settings: Settings, filelist: Path | None = None,

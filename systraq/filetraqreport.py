@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,12 @@ def format_item(item: Item) -> list[str]:
         case Event.UNMATCHED:
             return [f"No file matches {p} ({item.detail})."]
     raise AssertionError(item.event)
+
+
+def filetraq_subject(report: FiletraqReport) -> str:
+    """``[Systraq] HOST: filetraq, 2 files`` (the mail's subject)."""
+    count = len(report.items)
+    return f"[Systraq] {socket.gethostname()}: filetraq, {count} file{'s' if count != 1 else ''}"
 
 
 def format_text(report: FiletraqReport) -> str:

@@ -289,14 +289,6 @@ def test_private_file_with_an_earlier_copy_in_the_store_is_pointed_out(ws, hosts
                              "tracked (the backup store holds an earlier copy).\n")
 
 
-def test_mail_is_refused_for_now_and_nothing_is_recorded(ws, hosts):
-    result = filetraq(ws, "--mail")
-    assert result.returncode == 2
-    assert result.stderr == "systraq: mail delivery is not available yet: run without " \
-        "--mail (cron mails what the command prints)\n"
-    assert not stored(ws, hosts).exists()
-
-
 def test_failed_delivery_records_nothing_so_the_next_run_reports_again(ws, hosts):
     def broken(report):
         raise OSError(5, "mail system down")
