@@ -53,6 +53,7 @@ class Examiner:
         self.factory = new_hasher(algorithm)
         self.policy = policy
         self.pool = pool
+        self.euid = os.geteuid()  # created after any privilege drop
 
     def examine(self, unit: Unit) -> list[Outcome | Future[Outcome]]:
         """One outcome per name, in order; large files' outcomes as futures."""
@@ -95,7 +96,7 @@ class Examiner:
     def _open_and_hash(self, dir_fd: int, name: bytes, field: str, st: os.stat_result,
                        columns: str) -> Outcome | Future[Outcome]:
         try:
-            fd = open_file_at(dir_fd, name, st)
+            fd = open_file_at(dir_fd, name, st, self.euid)
         except OSError as err:
             return _failed(err, field, columns, st.st_size)
         try:

@@ -56,16 +56,26 @@ def new_hasher(algorithm: str) -> Callable[[], Hasher]:
                            f"(known: {', '.join(ALGORITHMS)})") from None
 
 
-def hash_fd(fd: int, factory: Callable[[], Hasher], size: int = 0) -> str:
-    """Hash the file open at fd (``size`` as fstat saw it) and return the hex digest."""
+def hash_fd(fd: int, factory: Callable[[], Hasher], size: int) -> str:
+    """Hash the file freshly opened at fd, ``size`` bytes long as fstat saw it; hex digest.
+
+    Reads stop at ``size``: a file that grew meanwhile is caught by the caller's fstat
+    after hashing, which sees another size.
+    """
     hasher = factory()
     buffer, view = _buffer()
-    if size >= SPARSE_MIN and _hash_sparse(fd, hasher, size, buffer, view):
-        return hasher.hexdigest()
-    os.lseek(fd, 0, os.SEEK_SET)
-    hasher = factory()
-    while count := os.readv(fd, [buffer]):
+    if size >= SPARSE_MIN:
+        if _hash_sparse(fd, hasher, size, buffer, view):
+            return hasher.hexdigest()
+        hasher = factory()  # the file system cannot tell holes: read it all
+        os.lseek(fd, 0, os.SEEK_SET)
+    done = 0
+    while done < size:
+        count = os.readv(fd, [buffer])
+        if not count:
+            break
         hasher.update(view[:count])
+        done += count
     return hasher.hexdigest()
 
 

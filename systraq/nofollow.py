@@ -63,10 +63,14 @@ def open_dir_at(parent_fd: int | None, name: bytes, expect: os.stat_result | Non
     return fd
 
 
-def open_file_at(parent_fd: int | None, name: bytes, st: os.stat_result) -> int:
-    """Open a regular file for reading: no symlink, no blocking, no atime update if allowed."""
+def open_file_at(parent_fd: int | None, name: bytes, st: os.stat_result,
+                 euid: int | None = None) -> int:
+    """Open a regular file for reading: no symlink, no blocking, no atime update if allowed.
+
+    ``euid`` saves a system call per file for callers that know it.
+    """
     flags = FILE_FLAGS
-    if O_NOATIME and (os.geteuid() in (0, st.st_uid)):
+    if O_NOATIME and ((os.geteuid() if euid is None else euid) in (0, st.st_uid)):
         flags |= O_NOATIME
     try:
         return os.open(name, flags, dir_fd=parent_fd)

@@ -29,6 +29,7 @@ def test_sparse_files_hash_as_their_bytes(tmp_path_factory, writes, size) -> Non
         buffer = bytearray(hashing.CHUNK)
         assert hashing._hash_sparse(fd, hasher, size, buffer, memoryview(buffer))
         assert hasher.hexdigest() == expected
+        os.lseek(fd, 0, os.SEEK_SET)
         assert hashing.hash_fd(fd, hashlib.sha256, size) == expected
     finally:
         os.close(fd)
