@@ -11,10 +11,11 @@ can fake mtime but not ctime. A previous file that fails its checksum is not use
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from systraq.errors import StateError
 from systraq.listfiles import order_key
@@ -37,11 +38,13 @@ class ReusePolicy:
 class PreviousSnapshot:
     """The previous snapshot's entry lines, walked in step with the scan (merge by path)."""
 
-    def __init__(self, path: Path, header: Header) -> None:
+    def __init__(self, path: Path, header: Header, entries: int = 0, offset: int = 0) -> None:
         self.path = path
         self.header = header
+        self.entries = entries
         self.policy = ReusePolicy(racy_after_ns=header.created_ns - RACY_MARGIN_NS)
-        self._lines = self._read_lines()
+        self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._file.seek(offset)
         self._current: tuple[bytes, bytes] | None = None
         self._advance()
 
@@ -51,7 +54,8 @@ class PreviousSnapshot:
         """The previous snapshot if its hashes may be reused, else None (full rehash)."""
         now_ns = now_ns or time.time_ns()
         try:
-            header = verify(path)  # the trailer must match before a single line is trusted
+            # The trailer must match before a single line is trusted.
+            header, entries = verify(path)
         except StateError as err:
             log.debug("hashcache: not reusing %s: %s", path, err)
             return None
@@ -61,17 +65,23 @@ class PreviousSnapshot:
         if now_ns - header.full_rehash_ns >= full_rehash_hours * 3600e9:
             log.debug("hashcache: last full rehash too old, rehashing everything")
             return None
-        return cls(path, header)
+        return cls(path, header, entries)
 
-    def _read_lines(self) -> Iterator[bytes]:
-        with open(self.path, "rb") as lines:
-            for line in lines:
-                if not line.startswith(b"#"):
-                    yield line
+    @classmethod
+    def at(cls, path: Path, header: Header, key: bytes) -> PreviousSnapshot:
+        """The same (already verified) snapshot, from its first line at or after ``key``."""
+        with open(path, "rb") as handle:
+            offset = _first_line_at_or_after(handle, key)
+        return cls(path, header, offset=offset)
+
+    def close(self) -> None:
+        self._file.close()
 
     def _advance(self) -> None:
-        line = next(self._lines, None)
-        self._current = None if line is None else (line_key(line), line)
+        line = self._file.readline()
+        while line.startswith(b"#"):  # the header; the trailer ends the entries
+            line = b"" if line.startswith(b"#end\t") else self._file.readline()
+        self._current = (line_key(line), line) if line else None
 
     def take_through(self, last: bytes) -> dict[str, bytes]:
         """The previous lines up to and including path ``last``, by escaped path."""
@@ -82,3 +92,36 @@ class PreviousSnapshot:
             found[line[: line.index(b"\t")].decode()] = line
             self._advance()
         return found
+
+
+def _at_or_after(line: bytes, key: bytes) -> bool:
+    """Whether a line of a state file comes at or after ``key`` (header before, trailer after)."""
+    if not line or line.startswith(b"#end\t"):
+        return True
+    if line.startswith(b"#"):
+        return False
+    return line_key(line) >= key
+
+
+def _first_line_at_or_after(handle: BinaryIO, key: bytes) -> int:
+    """Offset of the first line at or after ``key``: a binary search over the sorted file."""
+    low, high = 0, os.fstat(handle.fileno()).st_size
+    # low is a line start with every line before it earlier than key; the answer <= high.
+    while high - low > 65536:
+        middle = (low + high) // 2
+        handle.seek(middle)
+        handle.readline()  # to the next line start
+        start = handle.tell()
+        if start >= high:
+            break
+        line = handle.readline()
+        if _at_or_after(line, key):
+            high = start
+        else:
+            low = start + len(line)
+    handle.seek(low)
+    while True:
+        start = handle.tell()
+        line = handle.readline()
+        if _at_or_after(line, key):
+            return start

@@ -9,21 +9,29 @@ Entries come out sorted component by component (``order_key``).
 from __future__ import annotations
 
 import errno
+import multiprocessing
+
+# Imported now, not when the pool starts: a pub scan drops root first, and the account it
+# drops to may not be able to read the Python installation's files.
+import multiprocessing.popen_fork
+import multiprocessing.synchronize
 import os
 import stat
+import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, fields
+from pathlib import Path
 
 from systraq import examine
 from systraq.entry import RACED, UNREADABLE, Entry
 from systraq.examine import Examiner, Outcome, Unit
 from systraq.hashcache import PreviousSnapshot
-from systraq.listfiles import Root
+from systraq.listfiles import Root, order_key
 from systraq.nofollow import DirCache, ThroughSymlink, open_dir_at, pseudo_fs_devices, split
 from systraq.pathcodec import escape
-from systraq.state import entry_line, parse_entry, stat_columns
+from systraq.state import Header, entry_line, parse_entry, stat_columns
 
 # Names per unit (a run of one directory's non-directories).
 UNIT_SIZE = 256
@@ -31,6 +39,11 @@ UNIT_SIZE = 256
 CHUNK_SIZE = 1024
 # Large files being hashed at once (each holds an open file); the walk waits beyond this.
 IN_FLIGHT_PER_THREAD = 8
+# Directories this deep below a listed one are scanned, each with all below it, by worker
+# processes: the per-file work is Python, and a process per core is what uses the cores.
+SPLIT_DEPTH = 3
+# Subtrees in flight per worker process before the walk waits.
+SUBTREES_PER_WORKER = 256
 
 Progress = Callable[[int, int], None]  # entries, bytes of regular files
 
@@ -60,6 +73,9 @@ class Scanner:
         self.progress = progress
         self.stats = ScanStats()
         self.pseudo_devices = pseudo_fs_devices()
+        # Processes pay when most files must be hashed (a first or full snapshot); when
+        # hashes are reused, handing work over costs more than doing it here.
+        self.parallel = self.workers > 1 and previous is None
 
     def entries(self, roots: Iterable[Root]) -> Iterator[Entry]:
         """The scan as Entry records (library use; the snapshot writes lines as they are)."""
@@ -69,38 +85,70 @@ class Scanner:
 
     def chunks(self, roots: Iterable[Root]) -> Iterator[list[bytes]]:
         """Yield the state lines for everything below the roots, in order, a chunk at a time."""
+        if not self.parallel:
+            yield from self._chunks(self._walk(roots), None)
+            return
+        previous = (self.previous.path, self.previous.header) if self.previous else None
+        with tempfile.TemporaryDirectory(prefix="systraq-scan-") as scratch, \
+                ProcessPoolExecutor(self.workers, multiprocessing.get_context("fork")) as pool:
+            def fan_out(subtree: Subtree) -> Future[SubtreeResult]:
+                return pool.submit(scan_subtree, subtree, self.algorithm, previous,
+                                   self.pseudo_devices, scratch)
+            yield from self._chunks(self._walk(roots), fan_out)
+
+    def _chunks(self, walk: Iterator[bytes | Unit | Subtree],
+                fan_out: Callable[[Subtree], Future[SubtreeResult]] | None
+                ) -> Iterator[list[bytes]]:
         policy = self.previous.policy if self.previous else None
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="hash") \
-            if self.workers > 1 else None
+            if self.workers > 1 and fan_out is None else None
         examiner = Examiner(self.algorithm, policy, pool)
-        pending: deque[bytes | Outcome | Future[Outcome]] = deque()
-        in_flight = 0
+        pending: deque[bytes | Outcome | Future] = deque()
+        in_flight = subtrees = 0
         limit = IN_FLIGHT_PER_THREAD * self.workers
+        subtree_limit = SUBTREES_PER_WORKER * self.workers
         chunk: list[bytes] = []
         try:
-            for item in self._walk(roots):
+            for item in walk:
                 if isinstance(item, Unit):
                     for outcome in examiner.examine(item):
                         pending.append(outcome)
                         in_flight += isinstance(outcome, Future)
+                elif isinstance(item, Subtree):
+                    assert fan_out is not None
+                    pending.append(fan_out(item))
+                    subtrees += 1
                 else:
                     pending.append(item)
-                # Hand on what is ready; wait for the oldest large file only past the limit.
+                # Hand on what is ready; wait for the oldest only past the limits.
                 while pending:
                     head = pending[0]
                     if isinstance(head, Future):
-                        if in_flight <= limit and not head.done():
+                        if in_flight <= limit and subtrees <= subtree_limit \
+                                and not head.done():
                             break
-                        in_flight -= 1
                         head = head.result()
+                        if isinstance(head, SubtreeResult):
+                            subtrees -= 1
+                        else:
+                            in_flight -= 1
                     pending.popleft()
-                    self._take(head, chunk)
+                    if isinstance(head, SubtreeResult):
+                        yield from self._subtree_chunks(head, chunk)
+                        chunk = []
+                    else:
+                        self._take(head, chunk)
                 if len(chunk) >= CHUNK_SIZE:
                     yield self._hand_on(chunk)
                     chunk = []
             while pending:
                 head = pending.popleft()
-                self._take(head.result() if isinstance(head, Future) else head, chunk)
+                head = head.result() if isinstance(head, Future) else head
+                if isinstance(head, SubtreeResult):
+                    yield from self._subtree_chunks(head, chunk)
+                    chunk = []
+                else:
+                    self._take(head, chunk)
             yield self._hand_on(chunk)
         finally:
             for head in pending:  # an error stopped the walk: let the pool close its files
@@ -108,6 +156,30 @@ class Scanner:
                     head.cancel()
             if pool is not None:
                 pool.shutdown(wait=True)
+
+    def _subtree_chunks(self, result: SubtreeResult, before: list[bytes]
+                        ) -> Iterator[list[bytes]]:
+        """The lines waiting before a subtree, then the subtree's lines from its file."""
+        if before:
+            yield self._hand_on(before)
+        for counter in fields(ScanStats):
+            if counter.name != "entries":
+                setattr(self.stats, counter.name, getattr(self.stats, counter.name)
+                        + getattr(result.stats, counter.name))
+        if result.output is None:
+            return
+        try:
+            with open(result.output, "rb") as lines:
+                chunk: list[bytes] = []
+                for line in lines:
+                    chunk.append(line)
+                    if len(chunk) >= 8 * CHUNK_SIZE:
+                        yield self._hand_on(chunk)
+                        chunk = []
+                if chunk:
+                    yield self._hand_on(chunk)
+        finally:
+            os.unlink(result.output)
 
     def _take(self, item: bytes | Outcome, chunk: list[bytes]) -> None:
         if isinstance(item, bytes):
@@ -170,29 +242,63 @@ class Scanner:
         try:
             yield from self._enter(stack, parent_fd if name else None, name or b"/",
                                    root.path, escape(root.path), st, root.recursive)
-            while stack:
-                fd, path, field, children = stack[-1]
-                run: list[bytes] = []
-                for child, is_dir in children:
-                    if not is_dir:
-                        run.append(child)
-                        if len(run) >= UNIT_SIZE:
-                            yield self._unit(path, field, fd, run)
-                            run = []
-                        continue
-                    if run:
-                        yield self._unit(path, field, fd, run)
-                        run = []
-                    yield from self._child_dir(stack, fd, path, field, child, st.st_dev)
-                    break
-                else:
-                    if run:
-                        yield self._unit(path, field, fd, run)
-                    os.close(fd)
-                    stack.pop()
+            yield from self._drain(stack, st.st_dev, split_at=SPLIT_DEPTH if self.parallel
+                                   else None)
         finally:
             for fd, *_ in stack:
                 os.close(fd)
+
+    def _drain(self, stack: list, root_dev: int, split_at: int | None
+               ) -> Iterator[bytes | Unit | Subtree]:
+        """Walk the directories on the stack to the end, children in name order."""
+        while stack:
+            fd, path, field, children = stack[-1]
+            run: list[bytes] = []
+            for child, is_dir in children:
+                if not is_dir:
+                    run.append(child)
+                    if len(run) >= UNIT_SIZE:
+                        yield self._unit(path, field, fd, run)
+                        run = []
+                    continue
+                if run:
+                    yield self._unit(path, field, fd, run)
+                    run = []
+                if split_at is not None and len(stack) >= split_at:
+                    st = os.fstat(fd)
+                    yield Subtree(path, field, (st.st_dev, st.st_ino), child, root_dev)
+                    continue
+                yield from self._child_dir(stack, fd, path, field, child, root_dev)
+                break
+            else:
+                if run:
+                    yield self._unit(path, field, fd, run)
+                os.close(fd)
+                stack.pop()
+
+    def subtree(self, subtree: Subtree, dirs: DirCache) -> Iterator[list[bytes]]:
+        """A subtree's lines (the directory and all below it), as the whole walk has them."""
+        try:
+            parent_fd = dirs.open(subtree.parent)
+            st = os.fstat(parent_fd)
+        except (OSError, ThroughSymlink):
+            self.stats.vanished += 1
+            return
+        if (st.st_dev, st.st_ino) != subtree.parent_id:  # replaced meanwhile
+            self.stats.vanished += 1
+            return
+        stack: list[tuple[int, bytes, str, Iterator[tuple[bytes, bool]]]] = []
+
+        def walk() -> Iterator[bytes | Unit | Subtree]:
+            try:
+                yield from self._child_dir(stack, parent_fd, subtree.parent,
+                                           subtree.parent_field, subtree.name, subtree.root_dev)
+                yield from self._drain(stack, subtree.root_dev, split_at=None)
+            finally:
+                for fd, *_ in stack:
+                    os.close(fd)
+
+        yield from self._chunks(walk(), None)
 
     def _lost(self, err: OSError) -> None:
         if err.errno in (errno.EACCES, errno.EPERM):
@@ -264,3 +370,40 @@ def _join(parent: bytes, name: bytes) -> bytes:
 def _join_field(parent_field: str, name: bytes) -> str:
     # Escaping is per character and "/" is never escaped, so fields compose like paths.
     return f"{parent_field}/{escape(name)}" if parent_field != "/" else f"/{escape(name)}"
+
+
+@dataclass(frozen=True)
+class Subtree:
+    """A directory (``name`` in ``parent``) to be scanned with all below it elsewhere."""
+
+    parent: bytes
+    parent_field: str
+    parent_id: tuple[int, int]
+    name: bytes
+    root_dev: int
+
+
+@dataclass
+class SubtreeResult:
+    output: str | None  # a file of state lines, removed once read
+    stats: ScanStats
+
+
+def scan_subtree(subtree: Subtree, algorithm: str, previous: tuple[Path, Header] | None,
+                 pseudo_devices: frozenset[int], scratch: str) -> SubtreeResult:
+    """Worker process: scan one subtree into a file of lines in ``scratch``."""
+    cursor = None
+    if previous is not None:
+        cursor = PreviousSnapshot.at(*previous, order_key(_join(subtree.parent, subtree.name)))
+    # Two threads: a large file hashes on the second while this one goes on (a worker with
+    # one huge subtree then still gets help from an idle core).
+    scanner = Scanner(algorithm, workers=2, previous=cursor)
+    scanner.parallel = False
+    scanner.pseudo_devices = pseudo_devices
+    handle, output = tempfile.mkstemp(dir=scratch, suffix=".lines")
+    with os.fdopen(handle, "wb", buffering=1 << 16) as out, DirCache() as dirs:
+        for chunk in scanner.subtree(subtree, dirs):
+            out.write(b"".join(chunk))
+    if cursor is not None:
+        cursor.close()
+    return SubtreeResult(output, scanner.stats)

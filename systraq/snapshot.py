@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -98,7 +99,8 @@ def take_snapshot(settings: Settings, mode: str, *, algorithm: str | None = None
         scanner = Scanner(algorithm, settings.snapshot.workers, previous, progress)
         # A pub snapshot root takes by hand belongs to the pub account, whose hourly job
         # replaces it next (in a sticky state dir it could not otherwise).
-        with StateWriter(path, header, private=(mode == "root"), owner=shared_with) as writer:
+        with contextlib.closing(previous) if previous else contextlib.nullcontext(), \
+                StateWriter(path, header, private=(mode == "root"), owner=shared_with) as writer:
             if drop_to is None:
                 result = _scan_here(mode, plan, scanner, writer)
             else:

@@ -350,8 +350,9 @@ class StateReader:
             raise self._error("checksum mismatch: the file was edited or is corrupt")
 
 
-def verify(path: Path) -> Header:
-    """Check a state file's header and trailer (count, checksum) without parsing entries."""
+def verify(path: Path) -> tuple[Header, int]:
+    """Check a state file's header and trailer (count, checksum) without parsing entries;
+    return its header and number of entries."""
     reader = StateReader(path)
     try:
         header_lines = reader.line
@@ -379,7 +380,7 @@ def verify(path: Path) -> Header:
     if fields.get("entries") != str(newlines - header_lines) or \
             fields.get("xxh3_128") != checksum.hexdigest():
         raise StateError("trailer does not match the content: truncated or edited", path)
-    return reader.header
+    return reader.header, newlines - header_lines
 
 
 def read_state(path: Path) -> tuple[Header, list[Entry]]:
