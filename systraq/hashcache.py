@@ -23,6 +23,8 @@ from systraq.state import Header, line_key, verify
 
 log = logging.getLogger("systraq.hashcache")
 
+# Below this many bytes, the search for a path reads lines in order.
+LINEAR_SCAN = 65536
 # Timestamps within this much of the previous snapshot's start are not trusted: kernel
 # clocks for file times are coarse, and some file systems store whole seconds.
 RACY_MARGIN_NS = 2_000_000_000
@@ -107,7 +109,7 @@ def _first_line_at_or_after(handle: BinaryIO, key: bytes) -> int:
     """Offset of the first line at or after ``key``: a binary search over the sorted file."""
     low, high = 0, os.fstat(handle.fileno()).st_size
     # low is a line start with every line before it earlier than key; the answer <= high.
-    while high - low > 65536:
+    while high - low > LINEAR_SCAN:
         middle = (low + high) // 2
         handle.seek(middle)
         handle.readline()  # to the next line start
