@@ -1,8 +1,9 @@
 """Scanning: walk the roots in order, examine files, keep the order.
 
 The walk lists directories and records them; runs of a directory's other entries go to
-``examine``, which stats, reuses or hashes them (large files on a thread pool). Results
-are put back in walk order, so the output is the same whatever the number of threads.
+``examine``, which stats, reuses or hashes them (large files on a thread pool). When most
+files must be hashed, subtrees go to worker processes that write their lines to scratch
+files, read back in walk order. The output is the same however the work was spread.
 Entries come out sorted component by component (``order_key``).
 """
 
@@ -41,7 +42,7 @@ CHUNK_SIZE = 1024
 IN_FLIGHT_PER_THREAD = 8
 # Directories this deep below a listed one are scanned, each with all below it, by worker
 # processes: the per-file work is Python, and a process per core is what uses the cores.
-SPLIT_DEPTH = 3
+SPLIT_DEPTH = 2
 # Subtrees in flight per worker process before the walk waits.
 SUBTREES_PER_WORKER = 256
 
