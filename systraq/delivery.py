@@ -15,24 +15,26 @@ import functools
 import getpass
 import os
 import shlex
-import smtplib
 import socket
-import ssl
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
-from email import policy
-from email.message import EmailMessage
-from email.parser import BytesParser
-from email.utils import formatdate, make_msgid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from systraq import __version__
 from systraq.config import Settings
 from systraq.errors import SystraqError
 from systraq.lock import locked
 from systraq.state import fsync_dir
+
+if TYPE_CHECKING:
+    import smtplib
+    from email.message import EmailMessage
+
+# smtplib, ssl and email are imported where used: most runs mail nothing, and a cron job
+# that starts every half hour should not pay for them.
 
 SPOOL_DIR = "spool"
 SPOOL_SUFFIX = ".eml"
@@ -94,6 +96,10 @@ def default_sender() -> str:
 
 def build_message(settings: Settings, subject: str, body: str) -> EmailMessage:
     """A UTF-8 text/plain message with Date, Message-ID and the configured addresses."""
+    from email import policy
+    from email.message import EmailMessage
+    from email.utils import formatdate, make_msgid
+
     message = EmailMessage(policy=policy.default)
     if settings.mail.sender:
         message["From"] = settings.mail.sender
@@ -161,6 +167,9 @@ class SMTPTransport:
             raise TransportFailed(f"mail.password_file {path}: {reason}") from None
 
     def _connect(self) -> smtplib.SMTP:
+        import smtplib
+        import ssl
+
         timeout = self.mail.timeout or socket.getdefaulttimeout()
         connection = smtplib.SMTP(self.mail.smtp_host, self.mail.smtp_port, timeout=timeout)
         try:
@@ -176,6 +185,8 @@ class SMTPTransport:
         return connection
 
     def send(self, message: EmailMessage) -> None:
+        import smtplib
+
         try:
             if self.connection is None:
                 self.connection = self._connect()
@@ -197,6 +208,8 @@ class SMTPTransport:
                                   f"{reason}") from None
 
     def close(self) -> None:
+        import smtplib
+
         if self.connection is not None:
             with contextlib.suppress(smtplib.SMTPException, OSError):
                 self.connection.quit()
@@ -262,6 +275,9 @@ def _read_spooled(path: Path) -> EmailMessage:
         data = path.read_bytes()
     except OSError as err:
         raise DeliveryError(f"cannot read spooled message: {err.strerror}", path) from None
+    from email import policy
+    from email.parser import BytesParser
+
     return BytesParser(policy=policy.default).parsebytes(data)  # type: ignore[return-value]
 
 

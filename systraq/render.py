@@ -10,23 +10,9 @@ import functools
 import json
 import sys
 from collections.abc import Callable, Iterator
-from typing import TextIO
-
-from rich.console import Console
-from rich.markup import escape as markup_escape
-from rich.progress import (
-    FileSizeColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
-from rich.text import Text
+from typing import TYPE_CHECKING, TextIO
 
 from systraq.compare import ADDED, CHANGED, KINDS
-from systraq.delivery import DeliveryOutcome
-from systraq.filetraqconf import ConfResult
 from systraq.filetraqreport import FiletraqReport, format_item, format_text, to_json
 from systraq.pathcodec import escape
 from systraq.report import (
@@ -39,9 +25,28 @@ from systraq.report import (
     span,
     summary_line,
 )
-from systraq.snapshot import SnapshotResult
-from systraq.store import PruneResult
-from systraq.track import BaselineOutcome
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from systraq.delivery import DeliveryOutcome
+    from systraq.filetraqconf import ConfResult
+    from systraq.snapshot import SnapshotResult
+    from systraq.store import PruneResult
+    from systraq.track import BaselineOutcome
+
+
+def markup_escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def rich_text(text: str, **style: object) -> object:
+    """A rich Text: shown as it is, never read as markup."""
+    from rich.text import Text
+
+    return Text(text, **style)  # type: ignore[arg-type]
 
 # Styles of diff lines on a terminal, by their first characters.
 _DIFF_STYLES = (("+++ ", "bold"), ("--- ", "bold"), ("*** ", "bold"), ("@@", "cyan"),
@@ -64,9 +69,17 @@ class Terminal:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.interactive = self.out.isatty() if interactive is None else interactive
-        self.console = Console(file=self.out, highlight=False,
-                               force_terminal=self.interactive or None)
-        self.err_console = Console(file=self.err, highlight=False, stderr=True)
+        self._console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        """rich's console, made on first use: cron runs that print nothing never load rich."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(file=self.out, highlight=False,
+                                    force_terminal=self.interactive or None)
+        return self._console
 
     def error(self, message: str) -> None:
         print(f"systraq: {message}", file=self.err, flush=True)
@@ -83,6 +96,15 @@ class Terminal:
         if not self.interactive:
             yield None
             return
+        from rich.progress import (
+            FileSizeColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TransferSpeedColumn,
+        )
+
         columns = (SpinnerColumn(), TextColumn("{task.description}"),
                    TextColumn("{task.fields[entries]:,} entries"), FileSizeColumn(),
                    TransferSpeedColumn(), TimeElapsedColumn())
@@ -218,12 +240,12 @@ class Terminal:
             return
         for item in report.sorted_items():
             for number, line in enumerate(format_item(item)):
-                self.console.print(Text(line, style="bold" if number == 0 else
+                self.console.print(rich_text(line, style="bold" if number == 0 else
                                         _diff_style(line)), soft_wrap=True)
         summary = f"filetraq: {report.checked:,} listed paths checked"
         if not report.items:
             summary += ", nothing to report"
-        self.console.print(Text(f"{summary} in {report.seconds:.1f}s", style="dim"))
+        self.console.print(rich_text(f"{summary} in {report.seconds:.1f}s", style="dim"))
 
     def prune_summary(self, result: PruneResult, days: float, fmt: str = "text") -> None:
         """JSON when asked; one line on a terminal; nothing for cron."""
@@ -232,7 +254,7 @@ class Terminal:
                                   "removed": [escape(p) for p in result.removed],
                                   "kept": result.kept}, indent=2, ensure_ascii=False))
         elif self.interactive:
-            self.console.print(Text(f"filetraq --prune: removed {len(result.removed):,} "
+            self.console.print(rich_text(f"filetraq --prune: removed {len(result.removed):,} "
                                     f"dated copies older than {days:g} days, kept "
                                     f"{result.kept:,}"))
 
@@ -243,7 +265,7 @@ class Terminal:
         what = "written" if result.changed else "unchanged"
         skipped = f", {result.skipped} names skipped (a list line cannot hold them)" \
             if result.skipped else ""
-        self.console.print(Text(f"{result.path}: {result.entries:,} entries, {what} "
+        self.console.print(rich_text(f"{result.path}: {result.entries:,} entries, {what} "
                                 f"(listed as {result.generated_as}){skipped}"))
 
 
