@@ -40,7 +40,7 @@ class Unit:
     dir_fd: int
     dir_field: str
     names: list[bytes]
-    previous: dict[str, bytes]
+    previous: dict[bytes, bytes]
 
 
 # (line or None, outcome, bytes of regular file content seen)
@@ -61,7 +61,7 @@ class Examiner:
         return [self._one(unit.dir_fd, name, f"{prefix}/{escape(name)}", unit.previous)
                 for name in unit.names]
 
-    def _one(self, dir_fd: int, name: bytes, field: str, previous_lines: dict[str, bytes]
+    def _one(self, dir_fd: int, name: bytes, field: str, previous_lines: dict[bytes, bytes]
              ) -> Outcome | Future[Outcome]:
         try:
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -69,7 +69,7 @@ class Examiner:
             return None, UNREACHABLE if err.errno in (errno.EACCES, errno.EPERM) else VANISHED, 0
         columns = stat_columns(st)
         mode = st.st_mode
-        previous = previous_lines.get(field)
+        previous = previous_lines.get(field.encode()) if previous_lines else None
         same_record = previous is not None and \
             previous.startswith(f"{field}\t{columns}\tok\t".encode())
         if stat.S_ISREG(mode):

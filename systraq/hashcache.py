@@ -47,7 +47,7 @@ class PreviousSnapshot:
         self.policy = ReusePolicy(racy_after_ns=header.created_ns - RACY_MARGIN_NS)
         self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
         self._file.seek(offset)
-        self._current: tuple[bytes, bytes] | None = None
+        self._current: tuple[bytes, bytes, bytes] | None = None  # key, path field, line
         self._advance()
 
     @classmethod
@@ -83,15 +83,20 @@ class PreviousSnapshot:
         line = self._file.readline()
         while line.startswith(b"#"):  # the header; the trailer ends the entries
             line = b"" if line.startswith(b"#end\t") else self._file.readline()
-        self._current = (line_key(line), line) if line else None
+        if not line:
+            self._current = None
+            return
+        field = line[: line.index(b"\t")]
+        # The file passed its checksum: a path without escapes is its own key.
+        key = field.replace(b"/", b"\0") if b"\\" not in field else line_key(line)
+        self._current = (key, field, line)
 
-    def take_through(self, last: bytes) -> dict[str, bytes]:
+    def take_through(self, last: bytes) -> dict[bytes, bytes]:
         """The previous lines up to and including path ``last``, by escaped path."""
-        found: dict[str, bytes] = {}
+        found: dict[bytes, bytes] = {}
         key = order_key(last)
         while self._current is not None and self._current[0] <= key:
-            line = self._current[1]
-            found[line[: line.index(b"\t")].decode()] = line
+            found[self._current[1]] = self._current[2]
             self._advance()
         return found
 

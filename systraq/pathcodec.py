@@ -37,6 +37,10 @@ def _escape_text(text: str) -> str:
 
 def escape(raw: bytes) -> str:
     """Return the readable one-field form of a byte string."""
+    if raw.isascii():  # the common case, without the search for invalid UTF-8
+        text = raw.decode("ascii")
+        if text.isprintable() and "\\" not in text:
+            return text
     out: list[str] = []
     while raw:
         try:

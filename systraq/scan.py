@@ -43,7 +43,10 @@ IN_FLIGHT_PER_THREAD = 8
 # Directories this deep below a listed one are scanned, each with all below it, by worker
 # processes: the per-file work is Python, and a process per core is what uses the cores.
 SPLIT_DEPTH = 2
-# Subtrees in flight per worker process before the walk waits.
+# A tree whose previous snapshot had fewer entries is scanned in this process alone.
+PARALLEL_MIN_ENTRIES = 20_000
+# Subtrees in flight per worker process before the walk waits (their lines wait on disk:
+# the walk must not stall behind one large subtree while the other workers idle).
 SUBTREES_PER_WORKER = 256
 
 Progress = Callable[[int, int], None]  # entries, bytes of regular files
@@ -74,9 +77,10 @@ class Scanner:
         self.progress = progress
         self.stats = ScanStats()
         self.pseudo_devices = pseudo_fs_devices()
-        # Processes pay when most files must be hashed (a first or full snapshot); when
-        # hashes are reused, handing work over costs more than doing it here.
-        self.parallel = self.workers > 1 and previous is None
+        # Worker processes pay on large trees, whether files are hashed or hashes reused;
+        # on a tree known to be small, starting them costs more than they save.
+        self.parallel = self.workers > 1 and (
+            previous is None or previous.entries >= PARALLEL_MIN_ENTRIES)
 
     def entries(self, roots: Iterable[Root]) -> Iterator[Entry]:
         """The scan as Entry records (library use; the snapshot writes lines as they are)."""
@@ -341,8 +345,9 @@ class Scanner:
             return
         try:
             with os.scandir(fd) as listing:
-                children = sorted((os.fsencode(e.name), e.is_dir(follow_symlinks=False))
-                                  for e in listing)
+                # encode(..., "surrogateescape") is os.fsencode without its checks.
+                children = sorted((e.name.encode("utf-8", "surrogateescape"),
+                                   e.is_dir(follow_symlinks=False)) for e in listing)
         except OSError:
             os.close(fd)
             self._count_status(UNREADABLE)
