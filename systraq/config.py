@@ -28,7 +28,7 @@ class SnapshotSettings:
     pub_user: str = "systraq"
     lock_timeout: float = 10.0
     full_rehash_hours: float = 24.0
-    workers: int = 0  # 0: one per core
+    workers: int = 0  # cores a snapshot uses; 0: all
 
 
 @dataclass(frozen=True)
