@@ -17,8 +17,9 @@ $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
 	  echo "make: $(PYTHON) cannot create virtual environments; install python3-venv (apt-get install python3-venv)" >&2; exit 2; }
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	@echo "installing systraq and its test tools into $(VENV) (log: $(VENV)/pip.log)"
+	@{ $(VENV)/bin/pip install --upgrade pip && $(VENV)/bin/pip install -e '.[test]'; } \
+	  > $(VENV)/pip.log 2>&1 || { tail -n 30 $(VENV)/pip.log; exit 1; }
 	touch $@
 
 demo: venv
