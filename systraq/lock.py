@@ -24,10 +24,13 @@ def locked(path: Path, timeout: float, owner: tuple[int, int] | None = None
     flags = os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | flags, 0o644)
-    except PermissionError:
+    except PermissionError as denied:
         # Created by another account (root ran the pub job by hand): flock works read-only.
         try:
             fd = os.open(path, os.O_RDONLY | flags)
+        except FileNotFoundError:
+            raise SystraqError(f"cannot create lock file: {denied.strerror} (the state "
+                               "directory must be writable by this user)", path) from None
         except OSError as err:
             raise SystraqError(f"cannot open lock file: {os.strerror(err.errno or 0)}",
                                path) from None

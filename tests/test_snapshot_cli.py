@@ -178,3 +178,13 @@ def test_pub_snapshot_taken_by_root_can_be_replaced_by_the_pub_account(ws: Works
     ws.write_list("root", str(ws.tree))
     assert ws.run("snapshot", "--mode", "root").returncode == 0
     assert (ws.state / "snapshot_root.stat").stat().st_uid == 0
+
+
+def test_state_dir_not_writable_is_a_clear_error(ws: Workspace) -> None:
+    ws.write_list("pub", str(ws.tree))
+    ws.state.chmod(0o755)  # root's, not writable by nobody
+    done = ws.run("snapshot", user="nobody")
+    assert done.returncode == 2
+    assert done.stderr == (f"systraq: {ws.state}/snapshot_pub.lock: cannot create lock file: "
+                           "Permission denied (the state directory must be writable by this "
+                           "user)\n")
