@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import grp
-import os
 import pwd
 import stat
 from dataclasses import dataclass
@@ -42,15 +41,6 @@ class Entry:
     status: str = OK
     hash: str = ""
     target: bytes | None = None
-
-    @classmethod
-    def from_stat(cls, path: bytes, st: os.stat_result, **extra: object) -> Entry:
-        return cls(
-            path=path, type=TYPE_LETTERS.get(stat.S_IFMT(st.st_mode), "?"),
-            perms=stat.S_IMODE(st.st_mode), uid=st.st_uid, user=user_name(st.st_uid),
-            gid=st.st_gid, group=group_name(st.st_gid), size=st.st_size,
-            mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, dev=st.st_dev,
-            ino=st.st_ino, nlink=st.st_nlink, **extra)  # type: ignore[arg-type]
 
 
 @functools.lru_cache(maxsize=4096)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from systraq.errors import ConfigError
-from systraq.nofollow import DirCache, ThroughSymlink, join, split
+from systraq.nofollow import DirCache, ThroughSymlink, join
 
 _MAGIC = re.compile(rb"[*?[]")
 
@@ -201,7 +201,3 @@ def select(lists: Iterable[Pattern], homelists: Iterable[Pattern],
         if wanted[path]:
             covering = key if path != b"/" else b""
     return selection
-
-
-def ancestor_of(path: bytes) -> bytes:
-    return split(path)[0]

@@ -97,11 +97,6 @@ class DirCache:
         while self._fds:
             os.close(self._fds.popitem()[1])
 
-    def forget(self, path: bytes) -> None:
-        """Close the cached fd of ``path`` (and of everything below it)."""
-        for cached in [p for p in self._fds if p == path or p.startswith(path + b"/")]:
-            os.close(self._fds.pop(cached))
-
     def open(self, path: bytes) -> int:
         """Return an fd for directory ``path`` (owned by the cache).
 
