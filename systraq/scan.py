@@ -70,13 +70,14 @@ class Scanner:
 
     def __init__(self, algorithm: str, workers: int = 0,
                  previous: PreviousSnapshot | None = None,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None,
+                 pseudo_devices: frozenset[int] | None = None) -> None:
         self.algorithm = algorithm
         self.workers = workers or os.cpu_count() or 1
         self.previous = previous
         self.progress = progress
         self.stats = ScanStats()
-        self.pseudo_devices = pseudo_fs_devices()
+        self.pseudo_devices = pseudo_fs_devices() if pseudo_devices is None else pseudo_devices
         # Worker processes pay on large trees, whether files are hashed or hashes reused;
         # on a tree known to be small, starting them costs more than they save.
         self.parallel = self.workers > 1 and (
@@ -403,9 +404,8 @@ def scan_subtree(subtree: Subtree, algorithm: str, previous: tuple[Path, Header]
         cursor = PreviousSnapshot.at(*previous, order_key(_join(subtree.parent, subtree.name)))
     # Two threads: a large file hashes on the second while this one goes on (a worker with
     # one huge subtree then still gets help from an idle core).
-    scanner = Scanner(algorithm, workers=2, previous=cursor)
+    scanner = Scanner(algorithm, workers=2, previous=cursor, pseudo_devices=pseudo_devices)
     scanner.parallel = False
-    scanner.pseudo_devices = pseudo_devices
     handle, output = tempfile.mkstemp(dir=scratch, suffix=".lines")
     with os.fdopen(handle, "wb", buffering=1 << 16) as out, DirCache() as dirs:
         for chunk in scanner.subtree(subtree, dirs):
