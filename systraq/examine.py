@@ -18,7 +18,7 @@ from systraq.entry import RACED, UNREADABLE
 from systraq.hashcache import ReusePolicy
 from systraq.hashing import hash_fd, new_hasher
 from systraq.nofollow import open_file_at, same_file
-from systraq.pathcodec import escape
+from systraq.pathcodec import escape, join_field
 from systraq.state import entry_line, stat_columns
 
 # Files at least this large are hashed on the pool; smaller ones cost less to hash here
@@ -57,8 +57,7 @@ class Examiner:
 
     def examine(self, unit: Unit) -> list[Outcome | Future[Outcome]]:
         """One outcome per name, in order; large files' outcomes as futures."""
-        prefix = unit.dir_field if unit.dir_field != "/" else ""
-        return [self._one(unit.dir_fd, name, f"{prefix}/{escape(name)}", unit.previous)
+        return [self._one(unit.dir_fd, name, join_field(unit.dir_field, name), unit.previous)
                 for name in unit.names]
 
     def _one(self, dir_fd: int, name: bytes, field: str, previous_lines: dict[bytes, bytes]

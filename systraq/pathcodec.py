@@ -68,3 +68,11 @@ def unescape(field: str) -> bytes:
     if b"\\" not in raw:
         return raw
     return _ESCAPE.sub(_unescape_one, raw)
+
+
+def join_field(parent_field: str, name: bytes) -> str:
+    """The escaped path of ``name`` in the directory whose escaped path is ``parent_field``.
+
+    Escaping is per character and never touches "/", so escaped paths compose like paths.
+    """
+    return f"{parent_field}/{escape(name)}" if parent_field != "/" else f"/{escape(name)}"

@@ -30,8 +30,15 @@ from systraq.entry import RACED, UNREADABLE, Entry
 from systraq.examine import Examiner, Outcome, Unit
 from systraq.hashcache import PreviousSnapshot
 from systraq.listfiles import Root, order_key
-from systraq.nofollow import DirCache, ThroughSymlink, open_dir_at, pseudo_fs_devices, split
-from systraq.pathcodec import escape
+from systraq.nofollow import (
+    DirCache,
+    ThroughSymlink,
+    join,
+    open_dir_at,
+    pseudo_fs_devices,
+    split,
+)
+from systraq.pathcodec import escape, join_field
 from systraq.state import Header, entry_line, parse_entry, stat_columns
 
 # Names per unit (a run of one directory's non-directories).
@@ -324,8 +331,8 @@ class Scanner:
             return
         # Pseudo file systems (/proc, /sys, /dev) below a listed directory are not entered.
         descend = st.st_dev == root_dev or st.st_dev not in self.pseudo_devices
-        yield from self._enter(stack, parent_fd, name, _join(parent, name), st=st,
-                               field=_join_field(parent_field, name), descend=descend)
+        yield from self._enter(stack, parent_fd, name, join(parent, name), st=st,
+                               field=join_field(parent_field, name), descend=descend)
 
     def _enter(self, stack: list, parent_fd: int | None, name: bytes, path: bytes,
                field: str, st: os.stat_result, descend: bool) -> Iterator[bytes]:
@@ -366,17 +373,8 @@ class Scanner:
     def _unit(self, directory: bytes, dir_field: str, dir_fd: int, names: list[bytes]) -> Unit:
         previous = {}
         if self.previous is not None:
-            previous = self.previous.take_through(_join(directory, names[-1]))
+            previous = self.previous.take_through(join(directory, names[-1]))
         return Unit(dir_fd, dir_field, list(names), previous)
-
-
-def _join(parent: bytes, name: bytes) -> bytes:
-    return parent + b"/" + name if parent != b"/" else b"/" + name
-
-
-def _join_field(parent_field: str, name: bytes) -> str:
-    # Escaping is per character and "/" is never escaped, so fields compose like paths.
-    return f"{parent_field}/{escape(name)}" if parent_field != "/" else f"/{escape(name)}"
 
 
 @dataclass(frozen=True)
@@ -401,7 +399,7 @@ def scan_subtree(subtree: Subtree, algorithm: str, previous: tuple[Path, Header]
     """Worker process: scan one subtree into a file of lines in ``scratch``."""
     cursor = None
     if previous is not None:
-        cursor = PreviousSnapshot.at(*previous, order_key(_join(subtree.parent, subtree.name)))
+        cursor = PreviousSnapshot.at(*previous, order_key(join(subtree.parent, subtree.name)))
     # Two threads: a large file hashes on the second while this one goes on (a worker with
     # one huge subtree then still gets help from an idle core).
     scanner = Scanner(algorithm, workers=2, previous=cursor, pseudo_devices=pseudo_devices)
