@@ -80,7 +80,7 @@ def snapshot(obj: Context, mode: str, full: bool, algorithm: str | None) -> None
 
 def _snapshot(obj: Context, modes: tuple[str, ...], full: bool = False,
               algorithm: str | None = None) -> None:
-    from systraq.snapshot import take_snapshot
+    from systraq.snapshot.job import take_snapshot
 
     for each in modes:
         with obj.terminal.scan_progress(f"snapshot {each}") as progress:
@@ -110,8 +110,8 @@ def report_options(command: click.decorators.FC) -> click.decorators.FC:
 
 def _diff(obj: Context, modes: tuple[str, ...], against_baseline: bool, fmt: str,
           mail: bool | None, no_record: bool) -> int:
-    from systraq.report import AGAINST_BASELINE, AGAINST_REPORTED, subject
-    from systraq.track import run_diff
+    from systraq.changes.report import AGAINST_BASELINE, AGAINST_REPORTED, subject
+    from systraq.changes.track import run_diff
 
     settings = obj.settings
     mail = settings.report.mail if mail is None else mail
@@ -136,7 +136,7 @@ def diff(ctx: click.Context, mode: str | None, against_baseline: bool, fmt: str,
     (or, with --baseline, with the accepted baseline). Exit status: 0 nothing to report (and
     no output), 1 differences reported, 2 trouble.
     """
-    from systraq.track import resolve_modes
+    from systraq.changes.track import resolve_modes
 
     obj: Context = ctx.obj
     modes = resolve_modes(obj.settings, mode)
@@ -151,7 +151,7 @@ def diff(ctx: click.Context, mode: str | None, against_baseline: bool, fmt: str,
 def check(ctx: click.Context, mode: str | None, against_baseline: bool, fmt: str,
           mail: bool | None, no_record: bool) -> None:
     """Take a snapshot, then diff it (same options as diff)."""
-    from systraq.track import configured_modes
+    from systraq.changes.track import configured_modes
 
     obj: Context = ctx.obj
     modes = modes_of(mode) if mode else configured_modes(obj.settings)
@@ -170,7 +170,7 @@ def baseline(obj: Context, mode: str | None, paths: tuple[str, ...]) -> None:
     With PATHs (absolute paths or globs; a directory covers everything below it), accept
     only the differences at those paths and leave every other difference standing.
     """
-    from systraq.track import accept_baseline, resolve_modes
+    from systraq.changes.track import accept_baseline, resolve_modes
 
     modes = resolve_modes(obj.settings, mode)
     terminal = obj.terminal
@@ -199,8 +199,8 @@ def filetraq(obj: Context, filelist: Path | None, backupdir: Path | None, mail: 
     path whose content is not tracked (not readable by everyone, symlink, fifo, removed).
     Exit status: 0 nothing to report, 1 something reported, 2 trouble.
     """
-    from systraq.filetraq import mail_filetraq, prune_store, run_filetraq
-    from systraq.filetraqreport import filetraq_subject
+    from systraq.filetraq.job import mail_filetraq, prune_store, run_filetraq
+    from systraq.filetraq.report import filetraq_subject
 
     if older_than is not None and not prune:
         raise click.UsageError("--older-than goes with --prune")
@@ -234,7 +234,7 @@ def filetraq_conf(obj: Context, output: Path | None, dirs: tuple[Path, ...]) -> 
     own configuration, then CONFIG/filetraq.tail.conf as it is. Sorted, replaced
     atomically and only when it changes. Run by the apt hook after package operations.
     """
-    from systraq.filetraqconf import write_filetraq_conf
+    from systraq.filetraq.conf import write_filetraq_conf
 
     result = write_filetraq_conf(obj.settings, output, [*dirs] or None)
     obj.terminal.filetraq_conf_summary(result)

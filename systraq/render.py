@@ -12,10 +12,8 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, TextIO
 
-from systraq.compare import ADDED, CHANGED, KINDS
-from systraq.filetraqreport import FiletraqReport, format_item, format_text, to_json
-from systraq.pathcodec import escape
-from systraq.report import (
+from systraq.changes.compare import ADDED, CHANGED, KINDS
+from systraq.changes.report import (
     Report,
     describe_change,
     describe_entry,
@@ -25,15 +23,17 @@ from systraq.report import (
     span,
     summary_line,
 )
+from systraq.filetraq.report import FiletraqReport, format_item, format_text, to_json
+from systraq.pathcodec import escape
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from systraq.delivery import DeliveryOutcome
-    from systraq.filetraqconf import ConfResult
-    from systraq.snapshot import SnapshotResult
-    from systraq.store import PruneResult
-    from systraq.track import BaselineOutcome
+    from systraq.changes.track import BaselineOutcome
+    from systraq.delivery.mail import DeliveryOutcome
+    from systraq.filetraq.conf import ConfResult
+    from systraq.filetraq.store import PruneResult
+    from systraq.snapshot.job import SnapshotResult
 
 
 def markup_escape(text: str) -> str:

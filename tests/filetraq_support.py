@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from systraq.config import Settings, load_settings
-from systraq.filetraq import run_filetraq
-from systraq.filetraqreport import FiletraqReport, format_text
+from systraq.filetraq.job import run_filetraq
+from systraq.filetraq.report import FiletraqReport, format_text
 
 from .conftest import Workspace
 

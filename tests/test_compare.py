@@ -9,11 +9,11 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from systraq.compare import ADDED, CHANGED, REMOVED, compare, compare_states
+from systraq.changes.compare import ADDED, CHANGED, REMOVED, compare, compare_states
+from systraq.changes.report import ModeReport, Report, describe_change, render_text
 from systraq.config import DEFAULT_REPORT_FIELDS
-from systraq.entry import RACED, UNREADABLE, Entry
-from systraq.report import ModeReport, Report, describe_change, render_text
-from systraq.state import Header, StateReader, StateWriter
+from systraq.snapshot.entry import RACED, UNREADABLE, Entry
+from systraq.snapshot.state import Header, StateReader, StateWriter
 
 from .test_state import HEADER, sorted_unique
 from .test_state import entries as state_entries

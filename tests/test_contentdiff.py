@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from systraq.contentdiff import NO_NEWLINE, diff, is_binary, shown
+from systraq.filetraq.contentdiff import NO_NEWLINE, diff, is_binary, shown
 
 HUNK = re.compile(r"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 

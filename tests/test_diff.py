@@ -257,7 +257,7 @@ def test_two_diffs_at_once_report_a_change_only_once(ws: Workspace) -> None:
 
 
 def test_a_diff_held_up_by_another_says_so(ws: Workspace) -> None:
-    from systraq.lock import locked
+    from systraq.fs.lock import locked
 
     settle(ws)
     (ws.config / "systraq.conf").write_text("[snapshot]\nlock_timeout = 0.2\n")

@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from systraq.changes.report import Report, render_json, render_text
+from systraq.changes.track import run_diff
 from systraq.config import Settings
-from systraq.report import Report, render_json, render_text
-from systraq.snapshot import take_snapshot
-from systraq.track import run_diff
+from systraq.snapshot.job import take_snapshot
 
 PATHS = ["a", "b", "c", "d", "d/x", "d/y", "d/e", "d/e/z"]
 MODES = [0o644, 0o600, 0o755, 0o666, 0o4755, 0o000]

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from systraq.config import load_settings
-from systraq.filetraq import run_filetraq
+from systraq.filetraq.job import run_filetraq
+from systraq.filetraq.store import dated_name
 from systraq.render import Terminal
-from systraq.store import dated_name
 
 from .conftest import Workspace, needs_root
 from .filetraq_support import (

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from systraq import filetraq as filetraq_module
+from systraq.filetraq import job as filetraq_module
 
 from .conftest import REPO, Workspace, needs_root
 from .filetraq_support import (

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from systraq.store import dated_name
+from systraq.filetraq.store import dated_name
 
 from .conftest import Workspace
 from .filetraq_support import (

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from systraq import store as store_module
-from systraq.store import Store, dated_name, dated_time
+from systraq.filetraq import store as store_module
+from systraq.filetraq.store import Store, dated_name, dated_time
 
 from .filetraq_support import dated_copies, run_in_process, store_of, stored, write_list
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from systraq import filetraqconf
 from systraq.config import Settings
+from systraq.filetraq import conf as filetraqconf
 
 from .conftest import REPO, Workspace, needs_root
 from .filetraq_support import settings_of, write_list

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from systraq import snapshot as snapshot_module
 from systraq.config import SnapshotSettings, load_settings
-from systraq.state import StateReader, StateWriter, read_state
+from systraq.snapshot import job as snapshot_module
+from systraq.snapshot.state import StateReader, StateWriter, read_state
 
 from .conftest import Workspace
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from systraq.errors import ConfigError
-from systraq.listfiles import (
+from systraq.snapshot.listfiles import (
     Pattern,
     Root,
     order_key,

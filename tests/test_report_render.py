@@ -5,12 +5,12 @@ from __future__ import annotations
 import io
 from dataclasses import replace
 
-from systraq.compare import compare
+from systraq.changes.compare import compare
+from systraq.changes.report import ModeReport, Report
 from systraq.config import DEFAULT_REPORT_FIELDS
-from systraq.entry import Entry
 from systraq.render import Terminal
-from systraq.report import ModeReport, Report
-from systraq.state import Header
+from systraq.snapshot.entry import Entry
+from systraq.snapshot.state import Header
 
 ENTRY = Entry(b"/etc/[bold]x:smile:", "f", 0o644, 0, "root", 0, "root", 3, 1, 1, 1, 1, 1,
               hash="a" * 64)

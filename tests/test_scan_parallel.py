@@ -8,12 +8,12 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from systraq import hashcache
-from systraq.hashcache import PreviousSnapshot, _first_line_at_or_after
-from systraq.listfiles import Root, order_key
 from systraq.pathcodec import escape
-from systraq.scan import Scanner
-from systraq.state import Header, StateWriter, line_key, parse_entry
+from systraq.snapshot import hashcache
+from systraq.snapshot.hashcache import PreviousSnapshot, _first_line_at_or_after
+from systraq.snapshot.listfiles import Root, order_key
+from systraq.snapshot.scan import Scanner
+from systraq.snapshot.state import Header, StateWriter, line_key, parse_entry
 
 from .conftest import Workspace
 

@@ -9,9 +9,9 @@ import re
 import threading
 
 from systraq.config import load_settings
-from systraq.lock import locked
+from systraq.fs.lock import locked
 from systraq.render import Terminal
-from systraq.snapshot import take_snapshot
+from systraq.snapshot.job import take_snapshot
 
 from .conftest import REPO, Workspace, entries_of, needs_root
 

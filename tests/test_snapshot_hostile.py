@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from systraq.listfiles import Root
 from systraq.pathcodec import unescape
-from systraq.scan import Scanner
-from systraq.state import read_state
+from systraq.snapshot.listfiles import Root
+from systraq.snapshot.scan import Scanner
+from systraq.snapshot.state import read_state
 
 from .conftest import Workspace, entries_of, needs_root
 

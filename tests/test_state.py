@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from systraq.entry import STATUSES, TYPE_LETTERS, Entry
 from systraq.errors import StateError
-from systraq.listfiles import order_key
-from systraq.state import Header, StateWriter, read_state
+from systraq.snapshot.entry import STATUSES, TYPE_LETTERS, Entry
+from systraq.snapshot.listfiles import order_key
+from systraq.snapshot.state import Header, StateWriter, read_state
 
 HEADER = Header(host="host\tname", mode="pub", created_ns=1_795_000_000_123_456_789,
                 hash="sha256", full_rehash_ns=1_795_000_000_000_000_000,

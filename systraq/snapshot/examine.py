@@ -14,12 +14,12 @@ import stat
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from systraq.entry import RACED, UNREADABLE
-from systraq.hashcache import ReusePolicy
-from systraq.hashing import hash_fd, new_hasher
-from systraq.nofollow import open_file_at, same_file
+from systraq.fs.nofollow import open_file_at, same_file
 from systraq.pathcodec import escape, join_field
-from systraq.state import entry_line, stat_columns
+from systraq.snapshot.entry import RACED, UNREADABLE
+from systraq.snapshot.hashcache import ReusePolicy
+from systraq.snapshot.hashing import hash_fd, new_hasher
+from systraq.snapshot.state import entry_line, stat_columns
 
 # Files at least this large are hashed on the pool; smaller ones cost less to hash here
 # than to hand over.

@@ -24,14 +24,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from systraq import seen
 from systraq.config import Settings
-from systraq.contentdiff import diff as content_diff
-from systraq.contentdiff import is_binary
-from systraq.delivery import DeliveryOutcome, deliver, flush_spool
-from systraq.entry import TYPE_LETTERS, TYPE_NAMES
+from systraq.delivery.mail import DeliveryOutcome, deliver, flush_spool
 from systraq.errors import ConfigError, SystraqError
-from systraq.filetraqreport import (
+from systraq.filetraq import seen
+from systraq.filetraq.contentdiff import diff as content_diff
+from systraq.filetraq.contentdiff import is_binary
+from systraq.filetraq.report import (
     Event,
     FiletraqReport,
     Item,
@@ -39,9 +38,9 @@ from systraq.filetraqreport import (
     filetraq_subject,
     format_text,
 )
-from systraq.listfiles import Pattern, expand, order_key, parse_list
-from systraq.lock import locked
-from systraq.nofollow import (
+from systraq.filetraq.store import META, Staged, Store, StoreError, dated_name
+from systraq.fs.lock import locked
+from systraq.fs.nofollow import (
     DirCache,
     ThroughSymlink,
     join,
@@ -51,7 +50,8 @@ from systraq.nofollow import (
     split,
 )
 from systraq.pathcodec import escape
-from systraq.store import META, Staged, Store, StoreError, dated_name
+from systraq.snapshot.entry import TYPE_LETTERS, TYPE_NAMES
+from systraq.snapshot.listfiles import Pattern, expand, order_key, parse_list
 
 LIST_NAME = "filetraq.conf"
 STORE_NAME = "filetraq"

@@ -20,10 +20,18 @@ from typing import BinaryIO
 
 import xxhash
 
-from systraq.entry import OK, STATUSES, TYPE_LETTERS, TYPE_NAMES, Entry, group_name, user_name
 from systraq.errors import StateError
-from systraq.listfiles import order_key
 from systraq.pathcodec import EscapeError, escape, unescape
+from systraq.snapshot.entry import (
+    OK,
+    STATUSES,
+    TYPE_LETTERS,
+    TYPE_NAMES,
+    Entry,
+    group_name,
+    user_name,
+)
+from systraq.snapshot.listfiles import order_key
 
 VERSION = 1
 MAGIC = "#systraq-state"

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from systraq.errors import SystraqError
-from systraq.nofollow import DIR_FLAGS, FILE_FLAGS
+from systraq.fs.nofollow import DIR_FLAGS, FILE_FLAGS
 from systraq.pathcodec import escape
 
 try:

@@ -25,12 +25,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from systraq import examine
-from systraq.entry import RACED, UNREADABLE, Entry
-from systraq.examine import Examiner, Outcome, Unit
-from systraq.hashcache import PreviousSnapshot
-from systraq.listfiles import Root, order_key
-from systraq.nofollow import (
+from systraq.fs.nofollow import (
     DirCache,
     ThroughSymlink,
     join,
@@ -39,7 +34,12 @@ from systraq.nofollow import (
     split,
 )
 from systraq.pathcodec import escape, join_field
-from systraq.state import Header, entry_line, parse_entry, stat_columns
+from systraq.snapshot import examine
+from systraq.snapshot.entry import RACED, UNREADABLE, Entry
+from systraq.snapshot.examine import Examiner, Outcome, Unit
+from systraq.snapshot.hashcache import PreviousSnapshot
+from systraq.snapshot.listfiles import Root, order_key
+from systraq.snapshot.state import Header, entry_line, parse_entry, stat_columns
 
 # Names per unit (a run of one directory's non-directories).
 UNIT_SIZE = 256

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from systraq.errors import StateError
-from systraq.listfiles import order_key
-from systraq.state import Header, line_key, verify
+from systraq.snapshot.listfiles import order_key
+from systraq.snapshot.state import Header, line_key, verify
 
-log = logging.getLogger("systraq.hashcache")
+log = logging.getLogger("systraq.snapshot.hashcache")
 
 # Below this many bytes, the search for a path reads lines in order.
 LINEAR_SCAN = 65536

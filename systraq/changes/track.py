@@ -23,13 +23,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from systraq.compare import Change, compare_states, difference, merge
-from systraq.config import MODES, Settings
-from systraq.delivery import DeliveryOutcome, deliver, flush_spool
-from systraq.errors import ExitStatus, StateError, SystraqError
-from systraq.lock import locked
-from systraq.pathcodec import EscapeError, unescape
-from systraq.report import (
+from systraq.changes.compare import Change, compare_states, difference, merge
+from systraq.changes.report import (
     AGAINST_BASELINE,
     AGAINST_REPORTED,
     ModeReport,
@@ -37,8 +32,13 @@ from systraq.report import (
     render,
     subject,
 )
-from systraq.snapshot import state_path
-from systraq.state import Header, StateReader, StateWriter, fsync_dir
+from systraq.config import MODES, Settings
+from systraq.delivery.mail import DeliveryOutcome, deliver, flush_spool
+from systraq.errors import ExitStatus, StateError, SystraqError
+from systraq.fs.lock import locked
+from systraq.pathcodec import EscapeError, unescape
+from systraq.snapshot.job import state_path
+from systraq.snapshot.state import Header, StateReader, StateWriter, fsync_dir
 
 REPORTED = "reported"
 BASELINE = "baseline"

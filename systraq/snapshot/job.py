@@ -16,12 +16,18 @@ from typing import Any, BinaryIO
 
 from systraq.config import Settings
 from systraq.errors import ConfigError, SystraqError
-from systraq.hashcache import PreviousSnapshot
-from systraq.hashing import new_hasher
-from systraq.listfiles import Pattern, home_directories, parse_homelist, parse_list, select
-from systraq.lock import locked
-from systraq.scan import Scanner, ScanStats
-from systraq.state import Header, StateWriter
+from systraq.fs.lock import locked
+from systraq.snapshot.hashcache import PreviousSnapshot
+from systraq.snapshot.hashing import new_hasher
+from systraq.snapshot.listfiles import (
+    Pattern,
+    home_directories,
+    parse_homelist,
+    parse_list,
+    select,
+)
+from systraq.snapshot.scan import Scanner, ScanStats
+from systraq.snapshot.state import Header, StateWriter
 
 Progress = Callable[[int, int], None]  # entries so far, bytes of regular files
 

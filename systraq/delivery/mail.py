@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 from systraq import __version__
 from systraq.config import Settings
 from systraq.errors import SystraqError
-from systraq.lock import locked
-from systraq.state import fsync_dir
+from systraq.fs.lock import locked
+from systraq.snapshot.state import fsync_dir
 
 if TYPE_CHECKING:
     import smtplib

@@ -18,9 +18,9 @@ import operator
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from systraq.entry import OK, Entry
-from systraq.listfiles import order_key
-from systraq.state import StateReader
+from systraq.snapshot.entry import OK, Entry
+from systraq.snapshot.listfiles import order_key
+from systraq.snapshot.state import StateReader
 
 ADDED = "added"
 REMOVED = "removed"

@@ -12,10 +12,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from systraq.compare import ADDED, CHANGED, KINDS, REMOVED, Change
-from systraq.entry import OK, RACED, TYPE_NAMES, UNREADABLE, Entry
+from systraq.changes.compare import ADDED, CHANGED, KINDS, REMOVED, Change
 from systraq.pathcodec import escape
-from systraq.state import Header
+from systraq.snapshot.entry import OK, RACED, TYPE_NAMES, UNREADABLE, Entry
+from systraq.snapshot.state import Header
 
 AGAINST_REPORTED = "reported"
 AGAINST_BASELINE = "baseline"

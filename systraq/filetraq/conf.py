@@ -30,11 +30,11 @@ from pathlib import Path
 
 from systraq.config import Settings
 from systraq.errors import SystraqError
-from systraq.filetraq import default_filelist
-from systraq.listfiles import expand, home_directories, parse_list
-from systraq.nofollow import DirCache, ThroughSymlink, join
-from systraq.snapshot import pub_scan_user
-from systraq.state import fsync_dir
+from systraq.filetraq.job import default_filelist
+from systraq.fs.nofollow import DirCache, ThroughSymlink, join
+from systraq.snapshot.job import pub_scan_user
+from systraq.snapshot.listfiles import expand, home_directories, parse_list
+from systraq.snapshot.state import fsync_dir
 
 DEFAULT_DIRS = (Path("/etc"),)
 TAIL_NAME = "filetraq.tail.conf"

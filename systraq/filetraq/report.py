@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from systraq.errors import ExitStatus
-from systraq.listfiles import order_key
 from systraq.pathcodec import escape
+from systraq.snapshot.listfiles import order_key
 
 
 class Event(enum.StrEnum):

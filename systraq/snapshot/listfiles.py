@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from systraq.errors import ConfigError
-from systraq.nofollow import DirCache, ThroughSymlink, join
+from systraq.fs.nofollow import DirCache, ThroughSymlink, join
 
 _MAGIC = re.compile(rb"[*?[]")
 
