@@ -13,11 +13,11 @@ from systraq.config import (
     DEFAULT_CONFIG_DIR,
     DEFAULT_STATE_DIR,
     HASH_ALGORITHMS,
-    MODES,
     Settings,
     load_settings,
 )
 from systraq.errors import ExitStatus, SystraqError
+from systraq.layout import MODES
 from systraq.render import Terminal
 
 # The core modules are imported by the commands that use them: each cron job loads only

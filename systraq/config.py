@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from systraq.errors import ConfigError
+from systraq.layout import SYSTRAQ_CONF, Layout
 
 DEFAULT_CONFIG_DIR = Path("/etc/systraq")
 DEFAULT_STATE_DIR = Path("/var/lib/systraq")
-CONFIG_NAME = "systraq.conf"
+CONFIG_NAME = SYSTRAQ_CONF
 
 HASH_ALGORITHMS = ("sha256", "xxh3", "blake2b", "sha512", "md5")
-MODES = ("pub", "root")
 DEFAULT_REPORT_FIELDS = ("type", "perms", "uid", "gid", "size", "hash", "target")
 REPORTABLE_FIELDS = DEFAULT_REPORT_FIELDS + ("mtime", "ctime", "ino", "dev", "nlink")
 
@@ -69,9 +69,10 @@ class Settings:
     mail: MailSettings = field(default_factory=MailSettings)
     filetraq: FiletraqSettings = field(default_factory=FiletraqSettings)
 
-    def list_path(self, mode: str, kind: str) -> Path:
-        """Return CONFIG/snapshot_<mode>.<kind> (kind: list or homelist)."""
-        return self.config_dir / f"snapshot_{mode}.{kind}"
+    @property
+    def layout(self) -> Layout:
+        """Where every file of this configuration and state directory lives."""
+        return Layout(self.config_dir, self.state_dir)
 
 
 # Keys as the file spells them, where they differ from the attribute name.

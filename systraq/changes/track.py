@@ -32,30 +32,30 @@ from systraq.changes.report import (
     render,
     subject,
 )
-from systraq.config import MODES, Settings
+from systraq.config import Settings
 from systraq.delivery.mail import DeliveryOutcome, deliver, flush_spool
 from systraq.errors import ExitStatus, StateError, SystraqError
 from systraq.fs.lock import locked
+from systraq.layout import BASELINE, MODES, REPORTED
 from systraq.pathcodec import EscapeError, unescape
-from systraq.snapshot.job import state_path
 from systraq.snapshot.state import Header, StateReader, StateWriter, fsync_dir
-
-REPORTED = "reported"
-BASELINE = "baseline"
-REPORT_LOCK = "report.lock"
 
 Show = Callable[[Report], None]
 
 
+def state_path(settings: Settings, mode: str) -> Path:
+    return settings.layout.snapshot(mode)
+
+
 def copy_path(settings: Settings, kind: str, mode: str) -> Path:
     """STATE/reported_<mode>.stat or STATE/baseline_<mode>.stat."""
-    return settings.state_dir / f"{kind}_{mode}.stat"
+    return settings.layout.copy(kind, mode)
 
 
 def configured_modes(settings: Settings) -> tuple[str, ...]:
     """Modes with a list or homelist in the config dir (what ``check`` snapshots)."""
-    modes = tuple(m for m in MODES if settings.list_path(m, "list").exists()
-                  or settings.list_path(m, "homelist").exists())
+    modes = tuple(m for m in MODES if settings.layout.list_file(m, "list").exists()
+                  or settings.layout.list_file(m, "homelist").exists())
     if not modes:
         raise SystraqError("no list file: create snapshot_pub.list (see systraq(8))",
                            settings.config_dir)
@@ -240,7 +240,7 @@ def _report_lock(settings: Settings) -> contextlib.AbstractContextManager[None]:
     except OSError as err:
         raise SystraqError(f"cannot create the state dir: {err.strerror}",
                            settings.state_dir) from None
-    return locked(settings.state_dir / REPORT_LOCK, settings.snapshot.lock_timeout)
+    return locked(settings.layout.report_lock, settings.snapshot.lock_timeout)
 
 
 def run_diff(settings: Settings, modes: Sequence[str], *, show: Show,

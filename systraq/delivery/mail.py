@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 # smtplib, ssl and email are imported where used: most runs mail nothing, and a cron job
 # that starts every half hour should not pay for them.
 
-SPOOL_DIR = "spool"
 SPOOL_SUFFIX = ".eml"
 
 
@@ -77,8 +76,7 @@ class DeliveryOutcome:
 def spool_dir(settings: Settings) -> Path:
     """STATE/spool for root; STATE/spool.UID for another account (filetraq as systraq),
     since a spool is private to whoever writes it."""
-    uid = os.geteuid()
-    return settings.state_dir / (SPOOL_DIR if uid == 0 else f"{SPOOL_DIR}.{uid}")
+    return settings.layout.spool()
 
 
 @functools.cache

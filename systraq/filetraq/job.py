@@ -53,21 +53,11 @@ from systraq.pathcodec import escape
 from systraq.snapshot.entry import TYPE_LETTERS, TYPE_NAMES
 from systraq.snapshot.listfiles import Pattern, expand, order_key, parse_list
 
-LIST_NAME = "filetraq.conf"
-STORE_NAME = "filetraq"
 _CHUNK = 1 << 20
 _MAGIC = re.compile(rb"[*?[]")
 _READ_ATTEMPTS = 3
 
 Deliver = Callable[[FiletraqReport], None]
-
-
-def default_filelist(settings: Settings) -> Path:
-    return settings.config_dir / LIST_NAME
-
-
-def default_backupdir(settings: Settings) -> Path:
-    return settings.state_dir / STORE_NAME
 
 
 @dataclass
@@ -121,7 +111,7 @@ def _resolve_backupdir(settings: Settings, backupdir: Path | None) -> Path:
                 "no such directory (create the backup store first)"
             raise SystraqError(f"backup directory: {what}", backupdir)
         return backupdir
-    backupdir = default_backupdir(settings)
+    backupdir = settings.layout.store
     if not backupdir.is_dir():
         try:
             backupdir.mkdir(mode=settings.filetraq.dir_mode, parents=True, exist_ok=True)
@@ -181,7 +171,7 @@ def run_filetraq(settings: Settings, filelist: Path | None = None,
     """
     started = time.monotonic()
     if filelist is None:
-        filelist = default_filelist(settings)
+        filelist = settings.layout.filetraq_list
         if not filelist.exists() and not filelist.is_symlink():
             raise ConfigError("no such file: list the files whose content to track there, "
                               "one path or glob a line (systraq filetraq-conf writes one)",

@@ -51,13 +51,9 @@ class _Plan:
     sources: tuple[bytes, ...]
 
 
-def state_path(settings: Settings, mode: str) -> Path:
-    return settings.state_dir / f"snapshot_{mode}.stat"
-
-
 def _plan(settings: Settings, mode: str) -> _Plan:
-    list_file = settings.list_path(mode, "list")
-    home_file = settings.list_path(mode, "homelist")
+    list_file = settings.layout.list_file(mode, "list")
+    home_file = settings.layout.list_file(mode, "homelist")
     if not list_file.exists() and not home_file.exists():
         raise ConfigError(f"nothing to snapshot in {mode} mode: create {list_file.name} "
                           f"(and {home_file.name} for paths in homes)", settings.config_dir)
@@ -90,10 +86,10 @@ def take_snapshot(settings: Settings, mode: str, *, algorithm: str | None = None
     new_hasher(algorithm)
     plan = _plan(settings, mode)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_path(settings, mode)
+    path = settings.layout.snapshot(mode)
     started = time.monotonic()
     drop_to = pub_scan_user(settings) if mode == "pub" else None
-    lock = settings.state_dir / f"snapshot_{mode}.lock"
+    lock = settings.layout.snapshot_lock(mode)
     shared_with = (drop_to.pw_uid, drop_to.pw_gid) if drop_to else None
     with locked(lock, settings.snapshot.lock_timeout, owner=shared_with):
         created_ns = time.time_ns()
