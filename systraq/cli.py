@@ -110,8 +110,8 @@ def report_options(command: click.decorators.FC) -> click.decorators.FC:
 
 def _diff(obj: Context, modes: tuple[str, ...], against_baseline: bool, fmt: str,
           mail: bool | None, no_record: bool) -> int:
+    from systraq.changes.diff import run_diff
     from systraq.changes.report import AGAINST_BASELINE, AGAINST_REPORTED, subject
-    from systraq.changes.track import run_diff
 
     settings = obj.settings
     mail = settings.report.mail if mail is None else mail
@@ -136,7 +136,7 @@ def diff(ctx: click.Context, mode: str | None, against_baseline: bool, fmt: str,
     (or, with --baseline, with the accepted baseline). Exit status: 0 nothing to report (and
     no output), 1 differences reported, 2 trouble.
     """
-    from systraq.changes.track import resolve_modes
+    from systraq.changes.copies import resolve_modes
 
     obj: Context = ctx.obj
     modes = resolve_modes(obj.settings, mode)
@@ -151,7 +151,7 @@ def diff(ctx: click.Context, mode: str | None, against_baseline: bool, fmt: str,
 def check(ctx: click.Context, mode: str | None, against_baseline: bool, fmt: str,
           mail: bool | None, no_record: bool) -> None:
     """Take a snapshot, then diff it (same options as diff)."""
-    from systraq.changes.track import configured_modes
+    from systraq.changes.copies import configured_modes
 
     obj: Context = ctx.obj
     modes = modes_of(mode) if mode else configured_modes(obj.settings)
@@ -170,7 +170,8 @@ def baseline(obj: Context, mode: str | None, paths: tuple[str, ...]) -> None:
     With PATHs (absolute paths or globs; a directory covers everything below it), accept
     only the differences at those paths and leave every other difference standing.
     """
-    from systraq.changes.track import accept_baseline, resolve_modes
+    from systraq.changes.baseline import accept_baseline
+    from systraq.changes.copies import resolve_modes
 
     modes = resolve_modes(obj.settings, mode)
     terminal = obj.terminal

@@ -29,7 +29,7 @@ from systraq.pathcodec import escape
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from systraq.changes.track import BaselineOutcome
+    from systraq.changes.baseline import BaselineOutcome
     from systraq.delivery.mail import DeliveryOutcome
     from systraq.filetraq.conf import ConfResult
     from systraq.filetraq.store import PruneResult

@@ -1,6 +1,6 @@
 """Compare two snapshots: a streaming merge by path into added, removed and changed entries.
 
-Both sides come sorted by ``listfiles.order_key`` (state files are), so one pass over the
+Both sides come sorted by ``patterns.order_key`` (state files are), so one pass over the
 two streams finds every difference while holding two entries at a time: memory depends on
 the number of changes, never on the size of the tree.
 
@@ -18,8 +18,8 @@ import operator
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from systraq.patterns import order_key
 from systraq.snapshot.entry import OK, Entry
-from systraq.snapshot.listfiles import order_key
 from systraq.snapshot.state import StateReader
 
 ADDED = "added"

@@ -17,7 +17,6 @@ import os
 import shlex
 import socket
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,8 @@ from typing import TYPE_CHECKING
 from systraq import __version__
 from systraq.config import Settings
 from systraq.errors import SystraqError
+from systraq.fs.atomic import write_atomic
 from systraq.fs.lock import locked
-from systraq.snapshot.state import fsync_dir
 
 if TYPE_CHECKING:
     import smtplib
@@ -252,17 +251,9 @@ def spool(settings: Settings, message: EmailMessage) -> Path:
     """Write a message to the spool atomically (temp file, fsync, rename); return its path."""
     directory = _open_spool(settings)
     name = f"{time.time_ns():020d}-{os.getpid()}{SPOOL_SUFFIX}"
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=directory)
     try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(message.as_bytes())
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, directory / name)
-        fsync_dir(directory)
+        write_atomic(directory / name, message.as_bytes(), mode=0o600)
     except OSError as err:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise DeliveryError(f"cannot write to the mail spool: {err.strerror}; the report was "
                             "not delivered", directory) from None
     return directory / name

@@ -21,23 +21,21 @@ from __future__ import annotations
 import errno
 import os
 import pwd
-import re
 import stat
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from systraq.config import Settings
 from systraq.errors import SystraqError
+from systraq.fs.atomic import write_atomic
 from systraq.fs.nofollow import DirCache, ThroughSymlink, join
 from systraq.layout import FILETRAQ_TAIL, OWN_CONFIG_FILES
+from systraq.patterns import literal
 from systraq.snapshot.job import pub_scan_user
 from systraq.snapshot.listfiles import expand, home_directories, parse_list
-from systraq.snapshot.state import fsync_dir
 
 DEFAULT_DIRS = (Path("/etc"),)
-_GLOB_CHARS = re.compile(rb"[\[*?]")
 
 
 @dataclass
@@ -53,7 +51,7 @@ def list_line(path: bytes) -> bytes | None:
     """A list line naming exactly ``path``: glob characters bracketed; None if impossible."""
     if b"\n" in path or path != path.strip():
         return None
-    return _GLOB_CHARS.sub(lambda m: b"[" + m.group() + b"]", path)
+    return literal(path)
 
 
 def world_readable_files(top: bytes) -> Iterator[bytes]:
@@ -211,19 +209,6 @@ def write_filetraq_conf(settings: Settings, output: Path | None = None,
 
 def _replace(path: Path, data: bytes) -> None:
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        write_atomic(path, data, mode=0o644)
     except OSError as err:
-        raise SystraqError(f"cannot write in this directory: {os.strerror(err.errno or 0)}",
-                           path.parent) from None
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-        tmp = ""
-        fsync_dir(path.parent)
-    finally:
-        if tmp:
-            os.unlink(tmp)
+        raise SystraqError(f"cannot write: {os.strerror(err.errno or 0)}", path) from None

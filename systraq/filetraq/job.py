@@ -14,10 +14,8 @@ when its status changes, remembered in ``BACKUPDIR/.systraq/seen``.
 from __future__ import annotations
 
 import errno
-import fnmatch
 import hashlib
 import os
-import re
 import stat
 import time
 from collections.abc import Callable, Iterable
@@ -50,11 +48,11 @@ from systraq.fs.nofollow import (
     split,
 )
 from systraq.pathcodec import escape
+from systraq.patterns import covers, has_glob, order_key
 from systraq.snapshot.entry import TYPE_LETTERS, TYPE_NAMES
-from systraq.snapshot.listfiles import Pattern, expand, order_key, parse_list
+from systraq.snapshot.listfiles import Pattern, expand, parse_list
 
 _CHUNK = 1 << 20
-_MAGIC = re.compile(rb"[*?[]")
 _READ_ATTEMPTS = 3
 
 Deliver = Callable[[FiletraqReport], None]
@@ -342,7 +340,7 @@ class _Job:
     def _unreachable(self, pattern: bytes) -> str:
         """Why a path (or the literal part of a glob) cannot be reached by this user."""
         parts = [p for p in pattern.split(b"/") if p][:-1]
-        literal = parts[:next((i for i, p in enumerate(parts) if _MAGIC.search(p)),
+        literal = parts[:next((i for i, p in enumerate(parts) if has_glob(p)),
                               len(parts))]
         blocking = self._blocking_dir(b"/" + b"/".join(literal))
         if blocking is None:
@@ -376,7 +374,7 @@ class _Job:
                 removed.append(path)
         # A line whose file was reported removed is not reported again as matching nothing.
         for pattern in patterns:
-            if any(_covers(pattern.text, path) for path in removed):
+            if any(covers(pattern.text, path) for path in removed):
                 self.memory.unmatched.add(pattern.text)
         for pattern in listing.unmatched:
             if pattern.text in self.old.unmatched or pattern.text in self.memory.unmatched:
@@ -410,7 +408,7 @@ class _Job:
         return True
 
     def _is_gone(self, path: bytes) -> bool:
-        if _MAGIC.search(path) and self.old.files[path].kind == seen.PRIVATE:
+        if has_glob(path) and self.old.files[path].kind == seen.PRIVATE:
             return False  # a list line that could not be expanded, not a path
         try:
             self._lstat(path)
@@ -637,16 +635,3 @@ class _Job:
                                 keep_previous=action.previous_sha256 is not None,
                                 when=self.when)
 
-
-def _covers(pattern: bytes, path: bytes) -> bool:
-    """Whether a list pattern names ``path`` (or a directory above it)."""
-    wanted = [p for p in pattern.split(b"/") if p]
-    parts = [p for p in path.split(b"/") if p]
-    if len(parts) < len(wanted):
-        return False
-    for glob, name in zip(wanted, parts, strict=False):
-        if name.startswith(b".") and not glob.startswith(b"."):
-            return False
-        if not fnmatch.fnmatchcase(name, glob):
-            return False
-    return True

@@ -17,7 +17,7 @@ from typing import Any
 
 from systraq.errors import ExitStatus
 from systraq.pathcodec import escape
-from systraq.snapshot.listfiles import order_key
+from systraq.patterns import order_key
 
 
 class Event(enum.StrEnum):
