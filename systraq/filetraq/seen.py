@@ -18,11 +18,10 @@ fatal: it is reported as a warning and rebuilt, at the cost of repeating some no
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 from dataclasses import dataclass, field
 
+from systraq.fs.atomic import write_atomic
 from systraq.pathcodec import EscapeError, escape, unescape
 
 NAME = b"seen"
@@ -114,20 +113,4 @@ def load(dir_fd: int) -> tuple[Memory, str | None]:
 
 def save(dir_fd: int, memory: Memory) -> None:
     """Replace the memory atomically: temporary file, fsync, rename."""
-    tmp = b".seen." + secrets.token_hex(6).encode() + b".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o600, dir_fd=dir_fd)
-    try:
-        try:
-            data = memoryview(format_memory(memory))
-            while data:
-                data = data[os.write(fd, data):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, NAME, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        os.fsync(dir_fd)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp, dir_fd=dir_fd)
-        raise
+    write_atomic(NAME, format_memory(memory), mode=0o600, dir_fd=dir_fd)

@@ -29,13 +29,13 @@ import errno
 import hashlib
 import os
 import re
-import secrets
 import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from systraq.errors import SystraqError
+from systraq.fs.atomic import AtomicFile
 from systraq.fs.nofollow import DIR_FLAGS, FILE_FLAGS
 from systraq.pathcodec import escape
 
@@ -268,11 +268,7 @@ class Store:
         if fd is None:
             raise StoreError("vanished from the backup store", escape(self.shown(staged.path)))
         try:
-            os.rename(staged.tmp, ORIG, src_dir_fd=fd, dst_dir_fd=fd)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(staged.tmp, dir_fd=fd)
-            raise
+            AtomicFile.staged(staged.tmp, ORIG, fd, sync=False).publish()
         finally:
             os.close(fd)
 
@@ -322,21 +318,17 @@ class Store:
             os.close(src)
 
     def _write_temp(self, fd: int, content: bytes, source: os.stat_result) -> bytes:
-        tmp = b".orig." + secrets.token_hex(6).encode() + b".tmp"
-        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                      0o600, dir_fd=fd)
+        # Flushed to disk by the caller's one ``sync`` for the whole run.
+        out = AtomicFile(ORIG, dir_fd=fd, mode=store_mode(source.st_mode), sync=False).open()
         try:
-            try:
-                _write_all(out, content)
-                os.fchmod(out, store_mode(source.st_mode))
-                os.utime(out, ns=(source.st_atime_ns, source.st_mtime_ns))
-            finally:
-                os.close(out)
+            out.write(content)
+            out.set_times(source.st_atime_ns, source.st_mtime_ns)
+            out.stage()
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp, dir_fd=fd)
+            out.discard()
             raise
-        return tmp
+        assert out.temp is not None
+        return out.temp
 
     # -- pruning ---------------------------------------------------------------------
 
