@@ -26,6 +26,7 @@ REPORTABLE_FIELDS = DEFAULT_REPORT_FIELDS + ("mtime", "ctime", "ino", "dev", "nl
 class SnapshotSettings:
     hash: str = "sha256"
     pub_user: str = "systraq"
+    passwd_file: str = ""  # where the homes are listed; empty: the system's account database
     lock_timeout: float = 10.0
     full_rehash_hours: float = 24.0
     workers: int = 0  # cores a snapshot uses; 0: all
@@ -170,6 +171,8 @@ def parse_settings(text: str, path: Path, config_dir: Path, state_dir: Path) -> 
                 if unknown:
                     raise ConfigError(f"report.fields: unknown field {unknown[0]!r} (known: "
                                       f"{', '.join(REPORTABLE_FIELDS)})", path, line)
+            if attr == "passwd_file" and value and not value.startswith("/"):
+                raise ConfigError(f"{section}.{key} must be an absolute path", path, line)
             kwargs[attr] = value
         sections[section] = cls(**kwargs)
     return Settings(config_dir=config_dir, state_dir=state_dir, **sections)

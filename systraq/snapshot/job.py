@@ -49,6 +49,7 @@ class _Plan:
     lists: list[Pattern]
     homelists: list[Pattern]
     sources: tuple[bytes, ...]
+    homes: list[bytes]  # read here, before a pub scan drops privileges
 
 
 def _plan(settings: Settings, mode: str) -> _Plan:
@@ -60,7 +61,8 @@ def _plan(settings: Settings, mode: str) -> _Plan:
     lists = parse_list(list_file) if list_file.exists() else []
     homelists = parse_homelist(home_file) if home_file.exists() else []
     sources = tuple(os.fsencode(p) for p in (list_file, home_file) if p.exists())
-    return _Plan(lists, homelists, sources)
+    homes = home_directories(settings.snapshot.passwd_file or None)
+    return _Plan(lists, homelists, sources, homes)
 
 
 def pub_scan_user(settings: Settings) -> pwd.struct_passwd | None:
@@ -124,7 +126,7 @@ def _scan_here(mode: str, plan: _Plan, scanner: Scanner, writer: StateWriter
 
 
 def _scan_events(mode: str, plan: _Plan, scanner: Scanner) -> Iterator[tuple[str, Any]]:
-    selection = select(plan.lists, plan.homelists, home_directories(),
+    selection = select(plan.lists, plan.homelists, plan.homes,
                        record_homes=(mode == "pub"))
     for chunk in scanner.chunks(selection.roots):
         yield "chunk", chunk

@@ -93,14 +93,33 @@ def parse_homelist(path: Path) -> list[Pattern]:
     return patterns
 
 
-def home_directories() -> list[bytes]:
-    """Every distinct home in the passwd database, '/' and relative ones skipped."""
+def home_directories(passwd_file: str | os.PathLike[str] | None = None) -> list[bytes]:
+    """Every distinct home, '/' and relative ones skipped: of the accounts in the system's
+    database, or in ``passwd_file`` (passwd(5) format) when one is given."""
+    listed = (_homes_in(Path(passwd_file)) if passwd_file
+              else (os.fsencode(entry.pw_dir) for entry in pwd.getpwall()))
     homes = set()
-    for entry in pwd.getpwall():
-        home = _normalise(os.fsencode(entry.pw_dir))
+    for home in listed:
+        home = _normalise(home)
         if home.startswith(b"/") and home != b"/":
             homes.add(home)
     return sorted(homes, key=order_key)
+
+
+def _homes_in(path: Path) -> Iterator[bytes]:
+    """The home field of each account line of a passwd(5) file."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"cannot read: {os.strerror(err.errno or 0)}", path) from None
+    for number, line in enumerate(data.split(b"\n"), 1):
+        if not line.strip() or line.startswith(b"#"):
+            continue
+        fields = line.split(b":")
+        if len(fields) != 7:
+            raise ConfigError("not a passwd(5) line (name:password:uid:gid:gecos:home:shell)",
+                              path, number)
+        yield fields[5]
 
 
 def expand(pattern: bytes, dirs: DirCache) -> Iterator[bytes]:
