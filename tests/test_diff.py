@@ -260,7 +260,7 @@ def test_a_diff_held_up_by_another_says_so(ws: Workspace) -> None:
     from systraq.fs.lock import locked
 
     settle(ws)
-    (ws.config / "systraq.conf").write_text("[snapshot]\nlock_timeout = 0.2\n")
+    ws.write_config("[snapshot]\nlock_timeout = 0.2\n")
     with locked(ws.state / "report.lock", 1):
         run = ws.run("diff")
     assert run.returncode == 2
