@@ -300,4 +300,12 @@ def _discard(stream: TextIO) -> None:
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point of the systraq command."""
-    sys.exit(run(argv))
+    status = run(argv)
+    try:
+        # Output that could not be written (a full disk) is still buffered: flushed at
+        # interpreter exit, it would fail again as "Exception ignored" and exit 120, after
+        # run() has already said what failed.
+        sys.stdout.flush()
+    except OSError:
+        _discard(sys.stdout)
+    sys.exit(status)

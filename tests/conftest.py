@@ -94,9 +94,9 @@ class Workspace:
 
     def spawn(self, *args: str, **popen: object) -> subprocess.Popen:
         """Start the systraq CLI in a real process, as root, and return at once."""
-        return subprocess.Popen(self.launcher.command(*self.argv(*args)),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                cwd=self.root, **popen)  # type: ignore[call-overload]
+        options = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
+        return subprocess.Popen(self.launcher.command(*self.argv(*args)), text=True,
+                                cwd=self.root, **options)  # type: ignore[call-overload]
 
 
 @pytest.fixture(scope="session", autouse=True)

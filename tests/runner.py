@@ -203,3 +203,30 @@ def _runtime_distributions(name: str) -> list[importlib.metadata.Distribution]:
                 raise
             pending.append(needed[0])
     return list(found.values())
+
+
+def wait_until_all_have_open(path: Path, runs: list[subprocess.Popen],
+                             timeout: float = 60) -> None:
+    """Return once every run holds ``path`` open: while the caller holds the lock that is
+    that file, they are all waiting at it, and will race for it when it is released."""
+    target = os.path.realpath(path)
+    deadline = time.monotonic() + timeout
+    while True:
+        waiting = sum(_has_open(run.pid, target) for run in runs)
+        if waiting == len(runs):
+            return
+        ended = [run for run in runs if run.poll() is not None]
+        if ended or time.monotonic() > deadline:
+            details = [run.communicate() for run in ended]
+            raise AssertionError(f"only {waiting} of {len(runs)} runs got to {path}: {details}")
+        time.sleep(0.01)
+
+
+def _has_open(pid: int, target: str) -> bool:
+    fds = f"/proc/{pid}/fd"
+    with contextlib.suppress(FileNotFoundError):
+        for fd in os.listdir(fds):
+            with contextlib.suppress(OSError):
+                if os.readlink(f"{fds}/{fd}") == target:
+                    return True
+    return False
