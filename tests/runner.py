@@ -2,8 +2,8 @@
 
 In this process, ``systraq.cli.run`` gets streams of its own, and everything process-wide
 that a run could read or change (systraq's caches, the working directory, the environment
-and time zone, the umask, stdin, the credentials) starts as a new process would have it
-and is put back afterwards. A real process is for what needs one: another account
+and time zone, the umask, stdin, signal handlers, the credentials) starts as a new process
+would have it and is put back afterwards. A real process is for what needs one: another account
 (setpriv), signals, closed streams, runs at the same time, a change of credentials. It
 runs the system's interpreter on a copy of the package that every account can read, made
 once per session, so that the checkout itself may sit where other accounts cannot enter.
@@ -79,6 +79,17 @@ def clear_systraq_caches() -> None:
                 value.cache_clear()
 
 
+def _signal_handlers() -> dict[signal.Signals, object]:
+    """The handlers Python set or knows of (None: set outside Python, left as it is)."""
+    handlers = {}
+    for number in signal.valid_signals():
+        with contextlib.suppress(ValueError, OSError):
+            handler = signal.getsignal(number)
+            if handler is not None:
+                handlers[number] = handler
+    return handlers
+
+
 def _timed_out(signum: int, frame: object) -> None:
     raise RunTimedOut("the run in this process took too long")
 
@@ -86,7 +97,7 @@ def _timed_out(signum: int, frame: object) -> None:
 @contextlib.contextmanager
 def as_a_fresh_process(cwd: Path, env: Mapping[str, str], input: str | None,
                        timeout: float) -> Iterator[None]:
-    pid, credentials = os.getpid(), _credentials()
+    pid, credentials, handlers = os.getpid(), _credentials(), _signal_handlers()
     saved_env, here, stdin = dict(os.environ), os.getcwd(), sys.stdin
     umask = os.umask(0o022)
     os.umask(umask)
@@ -105,6 +116,9 @@ def as_a_fresh_process(cwd: Path, env: Mapping[str, str], input: str | None,
             os._exit(70)
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, alarm)
+        for number, handler in handlers.items():
+            if signal.getsignal(number) is not handler:
+                signal.signal(number, handler)
         sys.stdin = stdin
         os.chdir(here)
         os.umask(umask)
