@@ -301,11 +301,12 @@ def _discard(stream: TextIO) -> None:
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point of the systraq command."""
     status = run(argv)
-    try:
-        # Output that could not be written (a full disk) is still buffered: flushed at
-        # interpreter exit, it would fail again as "Exception ignored" and exit 120, after
-        # run() has already said what failed.
-        sys.stdout.flush()
-    except OSError:
-        _discard(sys.stdout)
+    # Output that could not be written (a full disk) is still buffered: flushed at
+    # interpreter exit, it would fail again as "Exception ignored" and exit 120, after run()
+    # has already said what failed.
+    if sys.stdout is not None:
+        try:
+            sys.stdout.flush()
+        except OSError:
+            _discard(sys.stdout)
     sys.exit(status)

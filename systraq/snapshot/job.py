@@ -61,7 +61,7 @@ def _plan(settings: Settings, mode: str) -> _Plan:
     lists = parse_list(list_file) if list_file.exists() else []
     homelists = parse_homelist(home_file) if home_file.exists() else []
     sources = tuple(os.fsencode(p) for p in (list_file, home_file) if p.exists())
-    homes = home_directories(settings.snapshot.passwd_file or None)
+    homes = home_directories(settings.snapshot.passwd_file)
     return _Plan(lists, homelists, sources, homes)
 
 

@@ -95,7 +95,7 @@ def parse_homelist(path: Path) -> list[Pattern]:
 
 def home_directories(passwd_file: str | os.PathLike[str] | None = None) -> list[bytes]:
     """Every distinct home, '/' and relative ones skipped: of the accounts in the system's
-    database, or in ``passwd_file`` (passwd(5) format) when one is given."""
+    database, or in ``passwd_file`` (passwd(5) format) when one is given (not empty)."""
     listed = (_homes_in(Path(passwd_file)) if passwd_file
               else (os.fsencode(entry.pw_dir) for entry in pwd.getpwall()))
     homes = set()
