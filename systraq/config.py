@@ -177,7 +177,8 @@ def parse_settings(text: str, path: Path, config_dir: Path, state_dir: Path) -> 
 
 def load_settings(config_dir: Path | str, state_dir: Path | str) -> Settings:
     """Read CONFIG/systraq.conf if it exists; an absent file means every default."""
-    config_dir, state_dir = Path(config_dir), Path(state_dir)
+    # Absolute: a job that drops privileges works from "/", and lists name absolute paths.
+    config_dir, state_dir = Path(config_dir).absolute(), Path(state_dir).absolute()
     path = config_dir / CONFIG_NAME
     try:
         raw = path.read_bytes()
