@@ -14,6 +14,7 @@ import errno
 import os
 import pwd
 import stat
+import tempfile
 from pathlib import Path
 
 from systraq.config import Settings
@@ -35,20 +36,8 @@ def _owner_name(uid: int) -> str:
 def ensure_dir(path: Path, uid: int, gid: int, mode: int) -> Path:
     """Make ``path`` (owned by uid:gid, with ``mode``) if missing; refuse one that is not a
     directory, belongs to another account, or others may write."""
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    except FileNotFoundError:
-        ensure_state_dir(path.parent)
-        return ensure_dir(path, uid, gid, mode)
-    except OSError as err:
-        raise SystraqError(f"cannot create: {os.strerror(err.errno or 0)} (set the state "
-                           "directory up as root: systraq init)", path) from None
-    else:
-        if os.geteuid() == 0:
-            os.chown(path, uid, gid, follow_symlinks=False)
-        os.chmod(path, mode)
+    if not os.path.lexists(path):
+        _make_dir(path, uid, gid, mode)
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode):
         raise SystraqError("is not a directory (refusing to use it)", path)
@@ -59,6 +48,27 @@ def ensure_dir(path: Path, uid: int, gid: int, mode: int) -> Path:
         raise SystraqError(f"mode {stat.S_IMODE(st.st_mode):04o} lets other accounts write "
                            "in it: refusing to use it", path)
     return path
+
+
+def _make_dir(path: Path, uid: int, gid: int, mode: int) -> None:
+    """Make a directory that appears with its owner and mode already set (made aside, then
+    renamed into place), so a concurrent run never sees it half made."""
+    ensure_state_dir(path.parent)
+    try:
+        made = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    except OSError as err:
+        raise SystraqError(f"cannot create: {os.strerror(err.errno or 0)} (set the state "
+                           "directory up as root: systraq init)", path) from None
+    try:
+        if os.geteuid() == 0:
+            os.chown(made, uid, gid)
+        os.chmod(made, mode)
+        os.rename(made, path)  # over nothing, or over an empty twin made meanwhile
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            os.rmdir(made)
+        if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+            raise
 
 
 def ensure_state_dir(path: Path) -> None:
