@@ -16,7 +16,7 @@ from typing import Any
 from systraq.config import Settings
 from systraq.errors import ConfigError, SystraqError
 from systraq.fs.lock import locked
-from systraq.fs.privilege import account_named, stream_as
+from systraq.fs.privilege import pub_account, stream_as
 from systraq.snapshot.hashcache import PreviousSnapshot
 from systraq.snapshot.hashing import new_hasher
 from systraq.snapshot.listfiles import (
@@ -64,19 +64,6 @@ def _plan(settings: Settings, mode: str) -> _Plan:
     return _Plan(lists, homelists, sources)
 
 
-def pub_scan_user(settings: Settings) -> pwd.struct_passwd | None:
-    """The unprivileged account a root-run pub job drops to (None: no drop needed)."""
-    if os.geteuid() != 0:
-        return None
-    for name in (settings.snapshot.pub_user, "nobody"):
-        account = account_named(name)
-        if account is None:
-            continue
-        return account if account.pw_uid != 0 else None
-    raise SystraqError(f"neither the pub user {settings.snapshot.pub_user!r} nor 'nobody' "
-                       "exists: cannot scan pub files unprivileged")
-
-
 def take_snapshot(settings: Settings, mode: str, *, algorithm: str | None = None,
                   full: bool = False, progress: Progress | None = None) -> SnapshotResult:
     """Scan what the mode's lists name and replace its state file atomically.
@@ -91,7 +78,7 @@ def take_snapshot(settings: Settings, mode: str, *, algorithm: str | None = None
     new_hasher(algorithm)
     plan = _plan(settings, mode)
     started = time.monotonic()
-    account = pub_scan_user(settings) if mode == "pub" else None
+    account = pub_account(settings) if mode == "pub" else None
     if account is None:
         own_dir(settings)
         events = _job_events(settings, mode, plan, algorithm, full)
