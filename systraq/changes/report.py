@@ -83,12 +83,14 @@ def iso_time(ns: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns // 1_000_000_000))
 
 
-def show_path(path: bytes) -> str:
-    return escape(path)
+def show_text(text: str) -> str:
+    """A value read from a state file (host, user or group name) as a report shows it:
+    escaped like paths, so it cannot forge a line or a mail header."""
+    return escape(text.encode("utf-8", "surrogateescape"))
 
 
 def _owner(number: object, name: str) -> str:
-    return name or str(number)
+    return show_text(name) if name else str(number)
 
 
 def _show(name: str, raw: object, entry: Entry | None = None) -> str:
@@ -190,45 +192,58 @@ def subject(report: Report) -> str:
                                             for s in report.modes if s.first)
     else:
         what = "no changes"
-    return f"[Systraq] {report.host}: {what}"
+    return f"[Systraq] {show_text(report.host)}: {what}"
 
 
 # --- plain text --------------------------------------------------------------------------
 
-def render_text(report: Report) -> str:
-    """The plain-text report cron and mail carry."""
+@dataclass(frozen=True)
+class Line:
+    """One line of the text report, with what it is (a terminal styles it by that)."""
+
+    text: str
+    role: str = ""  # title, mode, first, note, kind, path, field, summary; "" for blank
+
+
+def report_lines(report: Report) -> list[Line]:
+    """The text report, line by line: the one layout plain text and the terminal share."""
     since = "the accepted baseline" if report.against == AGAINST_BASELINE else \
         "the last report"
-    out = [f"systraq on {report.host}: changes since {since}"]
+    out = [Line(f"systraq on {show_text(report.host)}: changes since {since}", "title")]
     for section in report.modes:
         if not section.has_news:
             continue
-        out.append("")
-        out.append(f"{section.mode}: {span(section)}")
+        out.append(Line(""))
+        out.append(Line(f"{section.mode}: {span(section)}", "mode"))
         if section.first:
-            out.append(f"  first report: {section.entries} entries recorded; changes to them "
-                       "will be reported from now on")
-        for note in section.notes:
-            out.append(f"  note: {note}")
+            out.append(Line(f"  first report: {section.entries} entries recorded; changes to "
+                            "them will be reported from now on", "first"))
+        out.extend(Line(f"  note: {note}", "note") for note in section.notes)
         for kind in KINDS:
             group = [c for c in section.changes if c.kind == kind]
             if not group:
                 continue
-            out.append(f"{kind} ({len(group)}):")
+            out.append(Line(f"{kind} ({len(group)}):", f"kind {kind}"))
             for change in group:
                 if kind == CHANGED:
-                    out.append(f"  {show_path(change.path)}")
-                    out.extend(f"      {line}" for line in describe_change(change))
+                    out.append(Line(f"  {escape(change.path)}", f"path {kind}"))
+                    out.extend(Line(f"      {line}", "field")
+                               for line in describe_change(change))
                 else:
                     entry = change.new if kind == ADDED else change.old
                     assert entry is not None
-                    out.append(f"  {show_path(change.path)}  "
-                               f"({describe_entry(entry, change.fields)})")
+                    out.append(Line(f"  {escape(change.path)}  "
+                                    f"({describe_entry(entry, change.fields)})", f"path {kind}"))
     summary = summary_line(report)
     if summary:
-        out.append("")
-        out.append(summary)
-    return "\n".join(out) + "\n"
+        out.append(Line(""))
+        out.append(Line(summary, "summary"))
+    return out
+
+
+def render_text(report: Report) -> str:
+    """The plain-text report cron and mail carry."""
+    return "".join(line.text + "\n" for line in report_lines(report))
 
 
 # --- JSON --------------------------------------------------------------------------------
@@ -273,7 +288,7 @@ def render_json(report: Report) -> str:
             "entries": section.entries,
             "notes": section.notes,
         })
-    changes = [{"mode": mode, "path": show_path(change.path), "kind": change.kind,
+    changes = [{"mode": mode, "path": escape(change.path), "kind": change.kind,
                 "fields": json_fields(change)} for mode, change in report.changes]
     document = {"version": JSON_VERSION, "host": report.host, "against": report.against,
                 "modes": modes, "changes": changes}
