@@ -12,13 +12,13 @@ from systraq import __version__
 from systraq.config import (
     DEFAULT_CONFIG_DIR,
     DEFAULT_STATE_DIR,
-    HASH_ALGORITHMS,
     Settings,
     load_settings,
 )
 from systraq.errors import ExitStatus, SystraqError
 from systraq.layout import MODES
 from systraq.render import Terminal
+from systraq.snapshot.hashing import ALGORITHMS
 
 # The core modules are imported by the commands that use them: each cron job loads only
 # what it needs, and starts faster for it.
@@ -69,7 +69,7 @@ def cli(ctx: click.Context, config_dir: Path, state_dir: Path) -> None:
                    "or all.")
 @click.option("--full", is_flag=True, help="Rehash every file instead of reusing hashes of "
               "unchanged ones.")
-@click.option("--hash", "algorithm", type=click.Choice(HASH_ALGORITHMS), default=None,
+@click.option("--hash", "algorithm", type=click.Choice(tuple(ALGORITHMS)), default=None,
               help="Content hash (default from systraq.conf: sha256). xxh3 is fast but not "
                    "collision-resistant.")
 @pass_context

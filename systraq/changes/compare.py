@@ -27,12 +27,17 @@ REMOVED = "removed"
 CHANGED = "changed"
 KINDS = (CHANGED, ADDED, REMOVED)
 
-# Field name (as report.fields spells it) → Entry attribute.
+# Field name (as report.fields spells it) → Entry attribute, in the order reports show them.
 ATTRIBUTES = {
     "type": "type", "perms": "perms", "uid": "uid", "gid": "gid", "size": "size",
     "hash": "hash", "target": "target", "mtime": "mtime_ns", "ctime": "ctime_ns",
     "ino": "ino", "dev": "dev", "nlink": "nlink", "status": "status",
 }
+FIELD_ORDER = ("status", "type", "hash", "size", "perms", "uid", "gid", "target", "mtime",
+               "ctime", "ino", "dev", "nlink")
+DEFAULT_FIELDS = ("type", "perms", "uid", "gid", "size", "hash", "target")
+# What report.fields may name (the scan status is always compared).
+REPORTABLE_FIELDS = tuple(name for name in FIELD_ORDER if name != "status")
 
 
 @dataclass(frozen=True)

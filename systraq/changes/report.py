@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from systraq.changes.compare import ADDED, CHANGED, KINDS, REMOVED, Change
+from systraq.changes.compare import ADDED, CHANGED, FIELD_ORDER, KINDS, REMOVED, Change
 from systraq.pathcodec import escape
 from systraq.snapshot.entry import OK, RACED, TYPE_NAMES, UNREADABLE, Entry
 from systraq.snapshot.state import Header
@@ -20,9 +20,6 @@ from systraq.snapshot.state import Header
 AGAINST_REPORTED = "reported"
 AGAINST_BASELINE = "baseline"
 JSON_VERSION = 1
-# The order fields are shown in, whatever order report.fields lists them.
-FIELD_ORDER = ("status", "type", "hash", "size", "perms", "uid", "gid", "target", "mtime",
-               "ctime", "ino", "dev", "nlink")
 _LABELS = {"mtime": "mtime", "ctime": "ctime", "ino": "inode", "dev": "device",
            "nlink": "links"}
 _STATUS_WORDS = {UNREADABLE: "unreadable", RACED: "changing while scanned", OK: "readable"}
