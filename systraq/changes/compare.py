@@ -40,6 +40,11 @@ DEFAULT_FIELDS = ("type", "perms", "uid", "gid", "size", "hash", "target")
 REPORTABLE_FIELDS = tuple(name for name in FIELD_ORDER if name != "status")
 
 
+# A field's value as entries hold it: numbers, names, hex digests, link targets (bytes).
+FieldValue = int | str | bytes | None
+Fields = dict[str, tuple[FieldValue, FieldValue]]
+
+
 @dataclass(frozen=True)
 class Change:
     """One path that differs: ``fields`` maps a field name to (old, new), None where absent.
@@ -49,7 +54,7 @@ class Change:
 
     path: bytes
     kind: str
-    fields: dict[str, tuple[object, object]]
+    fields: Fields
     old: Entry | None
     new: Entry | None
 
@@ -65,7 +70,7 @@ def applies(name: str, entry: Entry) -> bool:
     return True
 
 
-def value(name: str, entry: Entry) -> object:
+def value(name: str, entry: Entry) -> FieldValue:
     return getattr(entry, ATTRIBUTES[name])
 
 
@@ -84,9 +89,9 @@ def comparable(name: str, old: Entry, new: Entry, compare_hash: bool = True) -> 
 
 
 def changed_fields(old: Entry, new: Entry, fields: Sequence[str],
-                   compare_hash: bool = True) -> dict[str, tuple[object, object]]:
+                   compare_hash: bool = True) -> Fields:
     """The reported fields that differ between two entries of the same path."""
-    out: dict[str, tuple[object, object]] = {}
+    out: Fields = {}
     for name in fields:
         if comparable(name, old, new, compare_hash):
             before, after = value(name, old), value(name, new)
@@ -97,10 +102,9 @@ def changed_fields(old: Entry, new: Entry, fields: Sequence[str],
     return out
 
 
-def entry_fields(entry: Entry, fields: Sequence[str], side: str
-                 ) -> dict[str, tuple[object, object]]:
+def entry_fields(entry: Entry, fields: Sequence[str], side: str) -> Fields:
     """An added (side 'new') or removed (side 'old') entry's values, as (old, new) pairs."""
-    out: dict[str, tuple[object, object]] = {}
+    out: Fields = {}
     names = list(fields) + (["status"] if entry.status != OK else [])
     for name in names:
         if not applies(name, entry) or (name == "hash" and not entry.hash):

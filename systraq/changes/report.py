@@ -12,7 +12,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from systraq.changes.compare import ADDED, CHANGED, FIELD_ORDER, KINDS, REMOVED, Change
+from systraq.changes.compare import (
+    ADDED,
+    CHANGED,
+    FIELD_ORDER,
+    KINDS,
+    REMOVED,
+    Change,
+    Fields,
+    FieldValue,
+)
 from systraq.pathcodec import escape
 from systraq.snapshot.entry import OK, RACED, TYPE_NAMES, UNREADABLE, Entry
 from systraq.snapshot.state import Header
@@ -90,7 +99,7 @@ def _owner(number: object, name: str) -> str:
     return show_text(name) if name else str(number)
 
 
-def _show(name: str, raw: object, entry: Entry | None = None) -> str:
+def _show(name: str, raw: FieldValue, entry: Entry | None = None) -> str:
     """One field value in words (for text reports)."""
     if raw is None:
         return "(none)"
@@ -102,10 +111,10 @@ def _show(name: str, raw: object, entry: Entry | None = None) -> str:
         return _owner(raw, entry.user if entry else "")
     if name == "gid":
         return _owner(raw, entry.group if entry else "")
-    if name == "target":
-        return escape(raw)  # type: ignore[arg-type]
+    if isinstance(raw, bytes):
+        return escape(raw)
     if name in ("mtime", "ctime"):
-        return local_time(int(raw))  # type: ignore[call-overload]
+        return local_time(int(raw))
     if name == "hash":
         return str(raw)[:16]
     return str(raw)
@@ -127,7 +136,8 @@ def describe_change(change: Change) -> list[str]:
                              "content not compared)")
         elif name == "hash":
             size = fields.get("size")
-            detail = f"size {size[0]} → {size[1]}" if size else f"same size, {new.size}"  # type: ignore[union-attr]
+            detail = f"size {size[0]} → {size[1]}" if size else \
+                f"same size, {new.size if new else '?'}"
             lines.append(f"content changed ({detail})")
         elif name == "size":
             if "hash" not in fields:
@@ -138,7 +148,7 @@ def describe_change(change: Change) -> list[str]:
     return lines
 
 
-def describe_entry(entry: Entry, fields: dict[str, tuple[object, object]]) -> str:
+def describe_entry(entry: Entry, fields: Fields) -> str:
     """An added or removed entry in a few words: ``file 0644 root:root, 120 bytes``."""
     words = [TYPE_NAMES.get(entry.type, entry.type)]
     if "perms" in fields:
@@ -245,7 +255,7 @@ def render_text(report: Report) -> str:
 
 # --- JSON --------------------------------------------------------------------------------
 
-def json_value(name: str, raw: object) -> object:
+def json_value(name: str, raw: FieldValue) -> object:
     """A field value as JSON holds it: perms as octal text, types by name, paths escaped."""
     if raw is None:
         return None
@@ -253,8 +263,8 @@ def json_value(name: str, raw: object) -> object:
         return f"{raw:04o}"
     if name == "type":
         return TYPE_NAMES.get(str(raw), str(raw))
-    if name == "target":
-        return escape(raw)  # type: ignore[arg-type]
+    if isinstance(raw, bytes):
+        return escape(raw)
     return raw
 
 

@@ -11,7 +11,7 @@ import stat
 
 from systraq.filetraq.checking import Action, Checker, NowPrivate, Raced
 from systraq.filetraq.listing import Gone
-from systraq.filetraq.store import Staged, StoreError
+from systraq.filetraq.store import StagedContent, StoreError
 from systraq.pathcodec import escape
 
 
@@ -52,7 +52,7 @@ class Committer:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
         return f"{escape(path)}: cannot update the backup store: {reason}"
 
-    def _stage(self, action: Action) -> Staged:
+    def _stage(self, action: Action) -> StagedContent:
         st = self.checker.lister.lstat(action.path)
         if not stat.S_ISREG(st.st_mode):
             raise Raced()

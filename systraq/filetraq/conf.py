@@ -117,7 +117,7 @@ def collect(settings: Settings, dirs: Iterable[Path], output: Path) -> list[list
     return sections
 
 
-def render(sections: list[list[bytes]], dirs: Iterable[Path], tail: Path | None
+def format_conf(sections: list[list[bytes]], dirs: Iterable[Path], tail: Path | None
            ) -> tuple[bytes, int, int]:
     """The file's bytes, the number of entries and of names skipped."""
     titles = [f"# world-readable files under {', '.join(str(d) for d in dirs)}",
@@ -161,7 +161,7 @@ def write_filetraq_conf(settings: Settings, output: Path | None = None,
         sections = run_as(account, collect, settings, dirs, output)
         generated_as = account.pw_name
     tail = settings.layout.filetraq_tail
-    data, entries, skipped = render(sections, dirs, tail if tail.exists() else None)
+    data, entries, skipped = format_conf(sections, dirs, tail if tail.exists() else None)
     result = ConfResult(output, entries, changed=False, skipped=skipped,
                         generated_as=generated_as)
     try:

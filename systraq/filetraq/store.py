@@ -68,7 +68,7 @@ class Orig:
 
 
 @dataclass(frozen=True)
-class Staged:
+class StagedContent:
     """New content written aside in the store, waiting to become ``orig``."""
 
     path: bytes
@@ -255,7 +255,7 @@ class Store:
     # -- writing ---------------------------------------------------------------------
 
     def stage(self, path: bytes, content: bytes, source: os.stat_result, keep_previous: bool,
-              when: time.struct_time) -> Staged:
+              when: time.struct_time) -> StagedContent:
         """Keep the previous ``orig`` as a dated copy, write the new content aside.
 
         Return what ``publish`` needs, after a ``sync``, to make the content ``orig``: the
@@ -269,11 +269,11 @@ class Store:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(name, dir_fd=fd)
             kept = self._keep_dated(fd, when) if keep_previous else None
-            return Staged(path, self._write_temp(fd, content, source), kept)
+            return StagedContent(path, self._write_temp(fd, content, source), kept)
         finally:
             os.close(fd)
 
-    def publish(self, staged: Staged) -> None:
+    def publish(self, staged: StagedContent) -> None:
         """The staged content becomes ``orig`` (a rename: atomic)."""
         fd = self._entry_dir(staged.path, create=False)
         if fd is None:
