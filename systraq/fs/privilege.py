@@ -132,8 +132,8 @@ def _child(account: pwd.struct_passwd, fn: Callable[..., Any], args: tuple,
     with os.fdopen(out_fd, "wb", buffering=1 << 16) as out, \
             os.fdopen(reply_fd, "rb") as replies:
         try:
-            _die_with_parent(parent)
             drop_to(account)
+            _die_with_parent(parent)  # after the drop, which would clear the request
             os.chdir("/")
             result = fn(Channel(out, replies), *args)
             _send(out, _DONE, _encode_json(result))
