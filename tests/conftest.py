@@ -14,7 +14,7 @@ import pytest
 
 from .runner import REPO, UNPRIVILEGED, Launcher, install_copy, run_in_process
 
-__all__ = ["REPO", "Workspace", "entries_of", "needs_root"]
+__all__ = ["REPO", "UNPRIVILEGED", "Workspace", "entries_of", "needs_root"]
 
 
 @dataclass

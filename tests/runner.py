@@ -221,12 +221,15 @@ def _runtime_distributions(name: str) -> list[importlib.metadata.Distribution]:
 
 def wait_until_all_have_open(path: Path, runs: list[subprocess.Popen],
                              timeout: float = 60) -> None:
-    """Return once every run holds ``path`` open: while the caller holds the lock that is
-    that file, they are all waiting at it, and will race for it when it is released."""
+    """Return once every run (or a process it forked: a job run as another account) holds
+    ``path`` open: while the caller holds the lock that is that file, they are all waiting
+    at it, and will race for it when it is released."""
     target = os.path.realpath(path)
     deadline = time.monotonic() + timeout
     while True:
-        waiting = sum(_has_open(run.pid, target) for run in runs)
+        children = _children()
+        waiting = sum(any(_has_open(pid, target) for pid in _family(run.pid, children))
+                      for run in runs)
         if waiting == len(runs):
             return
         ended = [run for run in runs if run.poll() is not None]
@@ -234,6 +237,26 @@ def wait_until_all_have_open(path: Path, runs: list[subprocess.Popen],
             details = [run.communicate() for run in ended]
             raise AssertionError(f"only {waiting} of {len(runs)} runs got to {path}: {details}")
         time.sleep(0.01)
+
+
+def _children() -> dict[int, list[int]]:
+    """Every process's children, from /proc/PID/stat (its fourth field is the parent)."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            with contextlib.suppress(OSError):
+                stat_line = Path(f"/proc/{name}/stat").read_text()
+                parent = int(stat_line.rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(name))
+    return children
+
+
+def _family(pid: int, children: dict[int, list[int]]) -> list[int]:
+    family, pending = [], [pid]
+    while pending:
+        family.append(pending.pop())
+        pending.extend(children.get(family[-1], []))
+    return family
 
 
 def _has_open(pid: int, target: str) -> bool:
@@ -244,3 +267,24 @@ def _has_open(pid: int, target: str) -> bool:
                 if os.readlink(f"{fds}/{fd}") == target:
                     return True
     return False
+
+
+@contextlib.contextmanager
+def lock_held_by_its_owner(path: Path) -> Iterator[None]:
+    """Hold the lock file ``path`` from a process of the account that owns it, as a run of
+    that account would (a lock another account opens is refused)."""
+    from systraq.fs.lock import holder_of
+
+    st = os.stat(path)
+    holder = subprocess.Popen(["setpriv", f"--reuid={st.st_uid}", f"--regid={st.st_gid}",
+                               "--clear-groups", "flock", "--exclusive", "--close", str(path),
+                               "sleep", "300"])
+    try:
+        deadline = time.monotonic() + 60
+        while holder_of(st) != holder.pid:
+            assert holder.poll() is None and time.monotonic() < deadline, "flock did not lock"
+            time.sleep(0.01)
+        yield
+    finally:
+        holder.kill()
+        holder.wait()

@@ -18,7 +18,7 @@ import pytest
 from systraq.config import load_settings
 from systraq.fs.lock import locked
 
-from .conftest import Workspace
+from .conftest import Workspace, needs_root
 from .diffkit import settle
 from .runner import wait_until_all_have_open
 
@@ -84,16 +84,20 @@ def test_internal_error_is_one_line_with_the_debug_hint_and_exit_2(ws: Workspace
 
 
 def test_interrupt_says_so_and_exits_130(ws: Workspace) -> None:
-    ws.write_list("pub", str(ws.tree))
+    needs_root()  # root's own snapshot: its lock is root's, as this test's
+    ws.write_list("root", str(ws.tree))
+    assert ws.run("snapshot", "--mode", "root").returncode == 0
     ws.write_config("[snapshot]\nlock_timeout = 60\n")
-    lock = load_settings(ws.config, ws.state).layout.snapshot_lock("pub")
-    with locked(lock, 1):  # the run waits for it until interrupted
-        run = ws.spawn("snapshot")
-        wait_until_all_have_open(lock, [run])
+    layout = load_settings(ws.config, ws.state).layout
+    before = layout.snapshot("root").read_bytes()
+    (ws.tree / "new").write_text("x")
+    with locked(layout.snapshot_lock("root"), 1):  # the run waits for it until interrupted
+        run = ws.spawn("snapshot", "--mode", "root")
+        wait_until_all_have_open(layout.snapshot_lock("root"), [run])
         run.send_signal(signal.SIGINT)
         out, err = run.communicate(timeout=60)
     assert (run.returncode, out, err) == (130, "", "systraq: interrupted\n")
-    assert not (ws.state / "snapshot_pub.stat").exists()
+    assert layout.snapshot("root").read_bytes() == before
 
 
 def test_output_closed_early_is_no_error_and_the_report_comes_again(ws: Workspace) -> None:

@@ -11,7 +11,7 @@ from systraq.config import load_settings
 
 from .conftest import Workspace, needs_root
 from .diffkit import json_changes, settle, snapshot_and_diff, write_config
-from .runner import wait_until_all_have_open
+from .runner import lock_held_by_its_owner, wait_until_all_have_open
 
 
 def test_first_diff_says_how_many_entries_were_recorded_then_nothing(ws: Workspace) -> None:
@@ -21,7 +21,7 @@ def test_first_diff_says_how_many_entries_were_recorded_then_nothing(ws: Workspa
     first = ws.run("diff")
     assert first.returncode == 1
     assert "first report:" in first.stdout and "entries recorded" in first.stdout
-    assert (ws.state / "reported_pub.stat").exists()
+    assert (ws.state / "root" / "reported_pub.stat").exists()
     again = ws.run("diff")
     assert (again.returncode, again.stdout, again.stderr) == (0, "", "")
 
@@ -232,7 +232,7 @@ def test_diff_without_mode_covers_every_mode_with_a_snapshot(ws: Workspace) -> N
     first = ws.run("diff")
     assert first.returncode == 1
     assert "pub:" in first.stdout and "root:" in first.stdout
-    assert (ws.state / "reported_root.stat").stat().st_mode & 0o777 == 0o600
+    assert (ws.state / "root" / "reported_root.stat").stat().st_mode & 0o777 == 0o600
     (secret / "key").write_text("k")
     (ws.tree / "pub" / "file").write_text("p")
     assert ws.run("snapshot", "--mode", "all").returncode == 0
@@ -243,14 +243,13 @@ def test_diff_without_mode_covers_every_mode_with_a_snapshot(ws: Workspace) -> N
 
 
 def test_two_diffs_at_once_report_a_change_only_once(ws: Workspace) -> None:
-    from systraq.fs.lock import locked
-
     settle(ws)
     (ws.tree / "new").write_text("x")
     assert ws.run("snapshot").returncode == 0
-    report_lock = load_settings(ws.config, ws.state).layout.report_lock
-    # The lock is held here until all three runs wait at it: then they race for it.
-    with locked(report_lock, 1):
+    ws.write_config("[snapshot]\nlock_timeout = 60\n")  # however slowly the runs start
+    report_lock = load_settings(ws.config, ws.state).layout.report_lock()
+    # The lock is held until all three runs wait at it: then they race for it.
+    with lock_held_by_its_owner(report_lock):
         runs = [ws.spawn("diff") for _ in range(3)]
         wait_until_all_have_open(report_lock, runs)
     outputs = [run.communicate(timeout=60) for run in runs]
@@ -264,7 +263,7 @@ def test_a_diff_held_up_by_another_says_so(ws: Workspace) -> None:
 
     settle(ws)
     ws.write_config("[snapshot]\nlock_timeout = 0.2\n")
-    with locked(ws.state / "report.lock", 1):
+    with locked(ws.state / "root" / "report.lock", 1):
         run = ws.run("diff")
     assert run.returncode == 2
     assert "report.lock" in run.stderr and "another systraq run" in run.stderr

@@ -11,8 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from systraq.filetraq import job as filetraq_module
-from systraq.fs.lock import locked
+from systraq.filetraq.listing import Lister
 
 from .conftest import Workspace, needs_root
 from .filetraq_support import (
@@ -22,7 +21,7 @@ from .filetraq_support import (
     stored,
     write_list,
 )
-from .runner import wait_until_all_have_open
+from .runner import lock_held_by_its_owner, wait_until_all_have_open
 
 SECRET = b"S3CRET-ssh-rsa-AAAAB3NzaC1yc2E-do-not-leak"
 
@@ -65,9 +64,12 @@ def test_world_readable_file_inside_a_private_directory_is_not_copied_even_by_ro
     write_list(ws, str(inner), str(private / "*"), str(private))
     result = filetraq(ws)
     assert result.returncode == 1
+    # Root reads as the pub account: the glob cannot even be expanded, as for that account.
     assert result.stdout.splitlines() == [
         f"{private}: not readable by everyone (directory mode 0700: the files in it are not "
         "tracked): content not tracked.",
+        f"{private}/*: not readable by everyone (directory {private} is not searchable by "
+        "everyone): content not tracked.",
         f"{inner}: not readable by everyone (directory {private} is not searchable by "
         "everyone): content not tracked."]
     inner.write_bytes(SECRET + b" v2\n")
@@ -111,11 +113,17 @@ def test_listed_fifo_is_noted_never_opened(ws):
     assert filetraq(ws, timeout=20).stdout == ""
 
 
+def _writable_by_the_pub_account(directory: Path) -> None:
+    if os.geteuid() == 0:
+        os.chown(directory, 65534, 65534)
+
+
 def test_file_replaced_by_a_fifo_between_listing_and_reading_does_not_hang(ws, monkeypatch):
+    _writable_by_the_pub_account(ws.tree)  # the race runs inside the job, as that account
     victim = ws.tree / "app.conf"
     victim.write_text("x\n")
     write_list(ws, str(victim))
-    listed = filetraq_module._Job.list_paths
+    listed = Lister.list
 
     def then_swap(self, patterns):
         listing = listed(self, patterns)
@@ -123,13 +131,14 @@ def test_file_replaced_by_a_fifo_between_listing_and_reading_does_not_hang(ws, m
         os.mkfifo(victim)
         return listing
 
-    monkeypatch.setattr(filetraq_module._Job, "list_paths", then_swap)
+    monkeypatch.setattr(Lister, "list", then_swap)
     report, text = run_in_process(ws)
     assert text == f"{victim}: changed while being read; compared again next run.\n"
     assert not stored(ws, victim).exists()
 
 
 def test_file_vanishing_between_listing_and_reading_is_told_not_a_crash(ws, monkeypatch):
+    _writable_by_the_pub_account(ws.tree)  # the race runs inside the job, as that account
     known = ws.tree / "known.conf"
     fresh = ws.tree / "fresh.conf"
     for path in (known, fresh):
@@ -137,7 +146,7 @@ def test_file_vanishing_between_listing_and_reading_is_told_not_a_crash(ws, monk
     write_list(ws, str(known))
     run_in_process(ws)
     write_list(ws, str(known), str(fresh))
-    listed = filetraq_module._Job.list_paths
+    listed = Lister.list
 
     def then_delete(self, patterns):
         listing = listed(self, patterns)
@@ -145,7 +154,7 @@ def test_file_vanishing_between_listing_and_reading_is_told_not_a_crash(ws, monk
         fresh.unlink()
         return listing
 
-    monkeypatch.setattr(filetraq_module._Job, "list_paths", then_delete)
+    monkeypatch.setattr(Lister, "list", then_delete)
     report, text = run_in_process(ws)
     assert report.status == 1 and report.problems == []
     assert text == f"{fresh}: vanished before it could be read.\n{known}: removed.\n"
@@ -208,12 +217,13 @@ def test_concurrent_runs_on_one_store_report_each_change_once(ws):
         path.write_text(f"version 1 of {number}\n")
         files.append(path)
     write_list(ws, str(ws.tree / "*.conf"))
+    ws.write_config("[snapshot]\nlock_timeout = 60\n")  # however slowly the runs start
     assert ws.run("filetraq", "--prune").returncode == 0  # makes the store and its lock
     store_lock = store_of(ws) / ".systraq" / "lock"
 
     def race() -> list[subprocess.CompletedProcess]:
-        # The lock is held here until all four runs wait at it: then they race for it.
-        with locked(store_lock, 1):
+        # The lock is held until all four runs wait at it: then they race for it.
+        with lock_held_by_its_owner(store_lock):
             runs = [ws.spawn("filetraq") for _ in range(4)]
             wait_until_all_have_open(store_lock, runs)
         return [subprocess.CompletedProcess(r.args, r.wait(60), *r.communicate())

@@ -19,7 +19,7 @@ from .conftest import Workspace, entries_of, needs_root
 
 
 def paths_in(ws: Workspace) -> list[str]:
-    return [line.split("\t")[0] for line in entries_of(ws.state / "snapshot_pub.stat")]
+    return [line.split("\t")[0] for line in entries_of(ws.state / "pub" / "snapshot_pub.stat")]
 
 
 @pytest.mark.parametrize("user", [None, "nobody"])
@@ -66,7 +66,7 @@ def test_malformed_or_missing_passwd_file_is_one_line_naming_it(ws: Workspace) -
     done = ws.run("snapshot")
     assert (done.returncode, done.stderr) == (2, f"systraq: {ws.passwd}: cannot read: No such "
                                                  "file or directory\n")
-    assert not (ws.state / "snapshot_pub.stat").exists()
+    assert not (ws.state / "pub" / "snapshot_pub.stat").exists()
 
 
 def test_relative_passwd_file_setting_is_refused(ws: Workspace) -> None:
@@ -84,7 +84,7 @@ def test_pub_scan_runs_as_the_configured_account(ws: Workspace) -> None:
     ws.write_list("pub", str(ws.tree))
     assert ws.run("snapshot").returncode == 0
     # A pub snapshot root takes is given to the account that scanned it.
-    assert (ws.state / "snapshot_pub.stat").stat().st_uid == daemon.pw_uid
+    assert (ws.state / "pub" / "snapshot_pub.stat").stat().st_uid == daemon.pw_uid
 
 
 def test_pub_scan_falls_back_to_nobody_without_the_pub_account(ws: Workspace) -> None:
@@ -96,4 +96,4 @@ def test_pub_scan_falls_back_to_nobody_without_the_pub_account(ws: Workspace) ->
     ws.write_list("pub", str(ws.tree))
     assert load_settings(ws.config, ws.state).snapshot.pub_user == absent
     assert ws.run("snapshot").returncode == 0
-    assert (ws.state / "snapshot_pub.stat").stat().st_uid == pwd.getpwnam("nobody").pw_uid
+    assert (ws.state / "pub" / "snapshot_pub.stat").stat().st_uid == pwd.getpwnam("nobody").pw_uid

@@ -28,14 +28,14 @@ def snapshot(ws: Workspace, *args: str, user: str | None = None):
     done = ws.run("snapshot", *args, user=user, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "" and done.stderr == "", "cron-quiet: a good run prints nothing"
-    entries = {e.path: e for e in read_state(ws.state / "snapshot_pub.stat")[1]}
+    entries = {e.path: e for e in read_state(ws.state / "pub" / "snapshot_pub.stat")[1]}
     # The homes a pub snapshot records are the workspace's own (none unless a test makes one).
     assert all(path.startswith(os.fsencode(ws.root) + b"/") for path in entries)
     return entries
 
 
 def tree_lines(ws: Workspace) -> list[str]:
-    return entries_of(ws.state / "snapshot_pub.stat")
+    return entries_of(ws.state / "pub" / "snapshot_pub.stat")
 
 
 def test_fifo_and_socket_are_recorded_not_opened(ws: Workspace) -> None:
@@ -78,7 +78,7 @@ def test_link_in_a_home_to_a_root_only_file_is_never_opened(ws: Workspace) -> No
         entries = snapshot(ws, user=user)
         link = entries[os.fsencode(home / ".ssh" / "authorized_keys")]
         assert (link.type, link.hash, link.target) == ("l", "", os.fsencode(secret))
-        state = (ws.state / "snapshot_pub.stat").read_bytes()
+        state = (ws.state / "pub" / "snapshot_pub.stat").read_bytes()
         assert hashlib.sha256(SECRET).hexdigest().encode() not in state
         assert SECRET not in state
 
@@ -131,7 +131,7 @@ def test_xxh3_hashes_match_xxhsum(ws: Workspace) -> None:
     sums = subprocess.run(["xxhsum", "-H2", str(ws.tree / "f")], capture_output=True,
                           text=True, check=True).stdout.split()[0]
     assert entries[os.fsencode(ws.tree / "f")].hash == sums
-    assert "#hash\txxh3" in (ws.state / "snapshot_pub.stat").read_text()
+    assert "#hash\txxh3" in (ws.state / "pub" / "snapshot_pub.stat").read_text()
 
 
 # sha256 of 4 GiB of zero bytes, computed once with: head -c 4294967296 /dev/zero | sha256sum
