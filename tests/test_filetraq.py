@@ -266,8 +266,7 @@ def test_root_run_on_the_systraq_users_store_leaves_it_theirs(ws, hosts):
     store = store_of(ws)
     store.mkdir()
     os.chown(store, 65534, 65534)
-    # A real process: root's run becomes the store's owner for good.
-    result = filetraq(ws, process=True)
+    result = filetraq(ws)
     assert result.returncode == 1, result.stderr
     owners = {(p.stat().st_uid) for p in store.rglob("*")}
     assert owners == {65534}
@@ -278,7 +277,7 @@ def test_root_run_on_the_systraq_users_store_leaves_it_theirs(ws, hosts):
 def test_store_made_by_root_in_the_systraq_users_state_dir_is_theirs(ws, hosts):
     needs_root()
     os.chown(ws.state, 65534, 65534)
-    assert filetraq(ws, process=True).returncode == 1  # it becomes the store's owner
+    assert filetraq(ws).returncode == 1
     assert {p.stat().st_uid for p in [store_of(ws), *store_of(ws).rglob("*")]} == {65534}
 
 
