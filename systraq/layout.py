@@ -77,6 +77,18 @@ class Layout:
         uid = os.geteuid() if uid is None else uid
         return self.state_dir / ("spool" if uid == 0 else f"spool.{uid}")
 
+    def dead_letters(self, uid: int | None = None) -> Path:
+        """Mail of an account that was refused for good or undelivered too long (a Maildir):
+        STATE/dead-letters for root, STATE/dead-letters.UID otherwise, as the spool."""
+        uid = os.geteuid() if uid is None else uid
+        return self.state_dir / ("dead-letters" if uid == 0 else f"dead-letters.{uid}")
+
+    def reports(self, uid: int | None = None) -> Path:
+        """Full reports of an account too large to mail (the mail carries their summary):
+        STATE/reports for root, STATE/reports.UID otherwise, as the spool."""
+        uid = os.geteuid() if uid is None else uid
+        return self.state_dir / ("reports" if uid == 0 else f"reports.{uid}")
+
     @property
     def store(self) -> Path:
         """The filetraq backup store."""

@@ -31,9 +31,10 @@ from systraq.changes.report import (
     Report,
     render,
     subject,
+    summary_line,
 )
 from systraq.config import Settings
-from systraq.delivery.mail import DeliveryOutcome, deliver, flush_spool
+from systraq.delivery import DeliveryOutcome, deliver, flush_spool
 from systraq.errors import ExitStatus, StateError, SystraqError
 from systraq.fs.lock import locked
 from systraq.layout import BASELINE, MODES, REPORTED
@@ -268,7 +269,8 @@ def run_diff(settings: Settings, modes: Sequence[str], *, show: Show,
             outcome = None
             if mail:
                 if report.has_news:
-                    outcome = deliver(settings, subject(report), render(report, fmt))
+                    outcome = deliver(settings, subject(report), render(report, fmt),
+                                      summary=summary_line(report))
                 else:
                     outcome = flush_spool(settings)
             elif report.has_news:

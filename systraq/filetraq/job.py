@@ -20,12 +20,13 @@ import os
 import re
 import stat
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from systraq.config import Settings
-from systraq.delivery.mail import DeliveryOutcome, deliver, flush_spool
+from systraq.delivery import DeliveryOutcome, deliver, flush_spool
 from systraq.errors import ConfigError, SystraqError
 from systraq.filetraq import seen
 from systraq.filetraq.contentdiff import diff as content_diff
@@ -153,7 +154,10 @@ def mail_filetraq(settings: Settings, filelist: Path | None = None,
 
     def send(report: FiletraqReport) -> None:
         if report.items:
-            outcomes.append(deliver(settings, filetraq_subject(report), format_text(report)))
+            counts = Counter(str(item.event) for item in report.items)
+            summary = "files: " + ", ".join(f"{n} {event}" for event, n in counts.items())
+            outcomes.append(deliver(settings, filetraq_subject(report), format_text(report),
+                                    summary=summary))
         else:
             outcomes.append(flush_spool(settings))
 
