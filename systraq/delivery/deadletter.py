@@ -130,8 +130,9 @@ def notice_lines(untold: list[Untold]) -> list[str]:
              "(never retried):"]
     for item in untold[:MAX_LISTED]:
         letter = item.letter
-        dated = f" of {letter.since}" if letter.since else ""
-        lines.append(f"  {letter.subject or '(no subject)'}{dated}: {letter.reason}")
+        dated = f" ({letter.since})" if letter.since else ""
+        lines.append(f"  \"{letter.subject or '(no subject)'}\"{dated}")
+        lines.append(f"    why: {letter.reason}")
         lines.append(f"    kept in {letter.path}")
     if count > MAX_LISTED:
         lines.append(f"  and {count - MAX_LISTED} more in "
