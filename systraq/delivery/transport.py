@@ -23,10 +23,11 @@ if TYPE_CHECKING:
     from email.message import EmailMessage
 
 # sendmail(8)'s exit statuses (sysexits.h) that refuse the message itself, for good:
-# EX_DATAERR (the message), EX_NOUSER and EX_NOHOST (its addresses). Others, EX_TEMPFAIL
-# (75) first, are temporary, and a message failing longer than mail.dead_after is set
-# aside too.
-SENDMAIL_REFUSALS = {65: "EX_DATAERR", 67: "EX_NOUSER", 68: "EX_NOHOST"}
+# EX_DATAERR (the message), EX_NOUSER and EX_NOHOST (its addresses), EX_UNAVAILABLE (what
+# sendmail answers to a message over its size limit). Others, EX_TEMPFAIL (75) first, are
+# taken as temporary; a message failing longer than mail.dead_after is set aside too.
+SENDMAIL_REFUSALS = {65: "EX_DATAERR", 67: "EX_NOUSER", 68: "EX_NOHOST",
+                     69: "EX_UNAVAILABLE"}
 # 530 "authentication required" is about the session and the settings, not the message.
 _SESSION_CODES = {530}
 
