@@ -9,7 +9,8 @@ saying when and why it was set aside.
 
 The next report tells of them in its first lines (``deliver`` prepends ``notice``); only
 once that report was accepted or spooled do they move to ``cur/``, so each dead letter is
-told of exactly once.
+told of exactly once. Should a spooled report that carries a notice be set aside in turn,
+the notice travels inside it, and the next report tells of that one.
 """
 
 from __future__ import annotations

@@ -57,8 +57,8 @@ class DeliveryOutcome:
                          f"{letter.subject!r}: {letter.reason}; kept in {letter.path}; the "
                          "next report says so")
         if self.error:
-            waiting = "1 message waits" if self.pending == 1 else \
-                f"{self.pending} messages wait"
+            waiting = {0: "nothing waits", 1: "1 message waits"}.get(
+                self.pending, f"{self.pending} messages wait")
             where = f" (newest: {self.spooled})" if self.spooled else ""
             lines.append(f"mail not delivered: {self.error}; {waiting} in the spool{where} "
                          "and will be sent by the next run that mails")
