@@ -104,7 +104,8 @@ def test_output_closed_early_is_no_error_and_the_report_comes_again(ws: Workspac
     settle(ws)
     (ws.tree / "new").write_text("x")
     assert ws.run("snapshot").returncode == 0
-    for args in (("--help",), ("diff",)):
+    (ws.config / "filetraq.conf").write_text(f"{ws.tree}/new\n")
+    for args in (("--help",), ("diff",), ("filetraq",)):
         read_end, write_end = os.pipe()
         os.close(read_end)  # as `systraq diff | head` once head has exited
         try:
@@ -113,9 +114,11 @@ def test_output_closed_early_is_no_error_and_the_report_comes_again(ws: Workspac
             os.close(write_end)
         _, err = run.communicate(timeout=60)
         assert (run.returncode, err) == (0, ""), args
-    # The report was not read: it is not recorded as delivered.
+    # The reports were not read: they are not recorded as delivered.
     again = ws.run("diff")
     assert again.returncode == 1 and f"{ws.tree}/new" in again.stdout
+    again = ws.run("filetraq")
+    assert (again.returncode, again.stdout) == (1, f"Creating first backup of {ws.tree}/new.\n")
 
 
 def test_a_run_in_the_test_process_says_what_a_real_process_says(ws: Workspace) -> None:
