@@ -3,10 +3,10 @@
 In this process, ``systraq.cli.run`` gets streams of its own, and everything process-wide
 that a run could read or change (systraq's caches, the working directory, the environment
 and time zone, the umask, stdin, signal handlers, the credentials) starts as a new process
-would have it and is put back afterwards. A real process is for what needs one: another account
-(setpriv), signals, closed streams, runs at the same time, a change of credentials. It
-runs the system's interpreter on a copy of the package that every account can read, made
-once per session, so that the checkout itself may sit where other accounts cannot enter.
+would have it and is put back afterwards. A real process is for what needs one: another
+account (setpriv), signals, closed streams, runs at the same time. It runs the system's
+interpreter on a copy of the package that every account can read, made once per session,
+so that the checkout itself may sit where other accounts cannot enter.
 """
 
 from __future__ import annotations
