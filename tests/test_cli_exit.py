@@ -92,7 +92,9 @@ def test_interrupt_says_so_and_exits_130(ws: Workspace) -> None:
     before = layout.snapshot("root").read_bytes()
     (ws.tree / "new").write_text("x")
     with locked(layout.snapshot_lock("root"), 1):  # the run waits for it until interrupted
-        run = ws.spawn("snapshot", "--mode", "root")
+        # As on a terminal: SIGINT not ignored (a shell's background job inherits it ignored).
+        run = ws.spawn("snapshot", "--mode", "root",
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         wait_until_all_have_open(layout.snapshot_lock("root"), [run])
         run.send_signal(signal.SIGINT)
         out, err = run.communicate(timeout=60)
