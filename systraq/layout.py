@@ -19,6 +19,10 @@ FILETRAQ_TAIL = "filetraq.tail.conf"
 STORE_DIR = "filetraq"
 REPORTED = "reported"
 BASELINE = "baseline"
+IGNORE_DIR = "ignore.d"
+EXTENSION_DIR = "systraq.d"
+SUMS = "systraq.sums"
+LEGACY_SUMS = "systraq.md5sums"
 
 
 def list_name(mode: str, kind: str) -> str:
@@ -54,6 +58,16 @@ class Layout:
     def filetraq_tail(self) -> Path:
         return self.config_dir / FILETRAQ_TAIL
 
+    @property
+    def ignore_dir(self) -> Path:
+        """Log lines known to be harmless, as logcheck rules (``systraq daily``)."""
+        return self.config_dir / IGNORE_DIR
+
+    @property
+    def extension_dir(self) -> Path:
+        """Local parts of the daily report, run-parts style."""
+        return self.config_dir / EXTENSION_DIR
+
     # -- state -----------------------------------------------------------------------
 
     def snapshot(self, mode: str) -> Path:
@@ -81,3 +95,26 @@ class Layout:
     def store(self) -> Path:
         """The filetraq backup store."""
         return self.state_dir / STORE_DIR
+
+    @property
+    def sums(self) -> Path:
+        """Local checksums (sha256sum -c format) the daily report verifies."""
+        return self.state_dir / SUMS
+
+    @property
+    def legacy_sums(self) -> Path:
+        """The original systraq's md5sum -c file, read as it is when present."""
+        return self.state_dir / LEGACY_SUMS
+
+    def run_record(self, job: str, mode: str | None = None) -> Path:
+        """When a job (of a mode) last ran and last succeeded: ``STATE/<job>[_<mode>].run``."""
+        return self.state_dir / (f"{job}_{mode}.run" if mode else f"{job}.run")
+
+    def daily_copy(self, mode: str) -> Path:
+        """The snapshot the previous daily report counted changes against."""
+        return self.state_dir / f"daily_{mode}.stat"
+
+    @property
+    def daily_history(self) -> Path:
+        """Changes and attention items per day, for the daily report's chart."""
+        return self.state_dir / "daily.history"

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from systraq import runlog
 from systraq.changes.compare import Change, compare_states, difference, merge
 from systraq.changes.report import (
     AGAINST_BASELINE,
@@ -278,6 +279,9 @@ def run_diff(settings: Settings, modes: Sequence[str], *, show: Show,
         finally:
             for pin in pins.values():
                 pin.discard()
+    if record:  # the watching job, not a look at the baseline by hand
+        for mode in modes:
+            runlog.record(settings.layout, "diff", mode, True)
     return DiffResult(report, outcome, recorded=bool(pins))
 
 

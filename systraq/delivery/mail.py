@@ -92,8 +92,10 @@ def default_sender() -> str:
     return f"{user}@{fqdn()}"
 
 
-def build_message(settings: Settings, subject: str, body: str) -> EmailMessage:
-    """A UTF-8 text/plain message with Date, Message-ID and the configured addresses."""
+def build_message(settings: Settings, subject: str, body: str, html: str | None = None
+                  ) -> EmailMessage:
+    """A UTF-8 text/plain message with Date, Message-ID and the configured addresses; with
+    ``html``, multipart/alternative: the text first, then the same report as HTML."""
     from email import policy
     from email.message import EmailMessage
     from email.utils import formatdate, make_msgid
@@ -109,6 +111,8 @@ def build_message(settings: Settings, subject: str, body: str) -> EmailMessage:
     message["X-Mailer"] = f"systraq {__version__}"
     # Quoted-printable: 7-bit clean whatever the server supports (reports hold "→").
     message.set_content(body, charset="utf-8", cte="quoted-printable")
+    if html is not None:
+        message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
     return message
 
 
@@ -320,14 +324,16 @@ def flush_spool(settings: Settings) -> DeliveryOutcome:
     return outcome
 
 
-def deliver(settings: Settings, subject: str, body: str) -> DeliveryOutcome:
+def deliver(settings: Settings, subject: str, body: str, html: str | None = None
+            ) -> DeliveryOutcome:
     """Send spooled messages, then this one; spool it if the mail system fails.
 
     Returns with ``outcome.ok`` False when something waits in the spool (the new message
     is then safely spooled: the caller may consider its report delivered). Raises
-    ``DeliveryError`` only when the message could not even be spooled.
+    ``DeliveryError`` only when the message could not even be spooled. With ``html``, the
+    message carries it as an alternative to the text.
     """
-    message = build_message(settings, subject, body)
+    message = build_message(settings, subject, body, html)
     directory = _open_spool(settings)
     outcome = DeliveryOutcome()
     with locked(directory / ".lock", _lock_timeout(settings)):

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from systraq import runlog
 from systraq.config import Settings
 from systraq.delivery.mail import DeliveryOutcome, deliver, flush_spool
 from systraq.errors import ConfigError, SystraqError
@@ -199,6 +200,7 @@ def run_filetraq(settings: Settings, filelist: Path | None = None,
                     seen.save(meta, job.memory)
         finally:
             os.close(meta)
+    runlog.record(settings.layout, "filetraq", None, not failures)
     if failures:
         raise SystraqError(f"{failures[0]}" + (f" (and {len(failures) - 1} more)"
                                                if len(failures) > 1 else "")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from systraq import runlog
 from systraq.config import Settings
 from systraq.errors import ConfigError, SystraqError
 from systraq.fs.lock import locked
@@ -110,6 +111,7 @@ def take_snapshot(settings: Settings, mode: str, *, algorithm: str | None = None
     result.path = path
     result.entries = writer.count
     result.seconds = time.monotonic() - started
+    runlog.record(settings.layout, "snapshot", mode, True, owner=shared_with)
     return result
 
 
