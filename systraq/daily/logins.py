@@ -55,7 +55,8 @@ def _wtmp(ctx: DailyContext, section: Section) -> None:
             for kind, user, line, host, when in records if kind == USER_PROCESS and user]
     limit = ctx.settings.daily.max_lines
     table = Table(("user", "line", "from", "when"), rows[-limit:], [False] * len(rows[-limit:]))
-    block = section.add(f"logins ({len(rows)})", table=table if rows else None)
+    block = section.add(f"logins ({len(rows)})", [] if rows else ["none"],
+                        table=table if rows else None)
     if len(rows) > limit:
         block.lines.append(f"(the last {limit}; {len(rows) - limit} earlier)")
 
@@ -83,7 +84,8 @@ def _grouped(ctx: DailyContext, section: Section, heading: str,
         table.rows.append((printable(source, 64), printable(account, 32), str(count)))
         table.marked.append(False)
     total = sum(counts.values())
-    block = section.add(f"{heading}: {total}", table=table if counts else None)
+    block = section.add(f"{heading}: {total}", [] if counts else ["none"],
+                        table=table if counts else None)
     if len(counts) > len(table.rows):
         block.lines.append(f"and {len(counts) - len(table.rows)} more sources")
 
