@@ -108,7 +108,7 @@ def recent_lines(ctx: DailyContext, absolute: str) -> list[str]:
 
 def journal_lines(ctx: DailyContext, *matches: str) -> list[str]:
     """The last day of the journal (optionally only entries matching ``matches``)."""
-    return ctx.tool(["journalctl", "-q", "--no-pager", "-o", "short-iso",
+    return ctx.tool(["journalctl", "-q", "--no-pager", "-o", "short",
                      f"--since=@{int(ctx.since)}", "-n", str(_JOURNAL_LINES), *matches],
                     timeout=30, what="journal").splitlines()
 
@@ -124,7 +124,8 @@ def translate(rule: str) -> str:
     while i < size:
         char = rule[i]
         if char == "\\" and i + 1 < size:
-            out.append(r"\b" if rule[i + 1] in "<>" else rule[i:i + 2])
+            # GNU's \< and \> are the start and the end of a word.
+            out.append({"<": r"\b(?=\w)", ">": r"\b(?<=\w)"}.get(rule[i + 1], rule[i:i + 2]))
             i += 2
             continue
         if char != "[":
