@@ -359,3 +359,30 @@ def test_an_unknown_part_in_the_config_is_named_with_its_line(ws: Workspace) -> 
     assert done.returncode == 2
     assert done.stderr.startswith(f"systraq: {ws.config}/systraq.conf:3: daily.disable: "
                                   "unknown part 'sytem'")
+
+
+# --- the running system --------------------------------------------------------------------
+
+@pytest.mark.parametrize("user", [None, "nobody"])
+def test_on_this_system_every_part_reports_or_says_why_in_one_line(
+        ws: Workspace, user: str | None) -> None:
+    if user:
+        needs_root()
+    ws.write_list("pub", str(ws.tree))
+    assert ws.run("snapshot").returncode == 0
+    done = ws.run("daily", "--format", "json", user=user)
+    assert done.returncode in (0, 1), done.stderr
+    import json
+
+    document = json.loads(done.stdout)
+    keys = [s["key"] for s in document["sections"]]
+    assert keys == ["system", "accounts", "logins", "logs", "audit", "security", "packages",
+                    "sums", "health"]
+    for found in document["sections"]:
+        assert found["blocks"], found["key"]
+        for each in found["blocks"]:
+            said = each["lines"] or each["table"] or each["unavailable"]
+            assert said, (found["key"], each)
+            assert "\n" not in each["unavailable"]
+    text = ws.run("daily", user=user)
+    assert text.returncode == done.returncode and text.stderr == ""

@@ -142,6 +142,11 @@ class DailyContext:
 
     def tool(self, argv: list[str], timeout: float = 20.0, what: str = "") -> str:
         """Run a tool of the live system; its stdout, or ``Unavailable`` saying why not."""
+        return self.tool_output(argv, timeout, what)[0]
+
+    def tool_output(self, argv: list[str], timeout: float = 20.0, what: str = ""
+                    ) -> tuple[str, str]:
+        """``tool``, with what the tool said on stderr too."""
         what = what or argv[0]
         self.need_live(what)
         program = shutil.which(argv[0], path=_TOOL_PATH)
@@ -161,7 +166,7 @@ class DailyContext:
             said = done.stderr.decode("utf-8", "replace").strip().splitlines()
             raise Unavailable(f"{what}: {argv[0]} exited with status {done.returncode}"
                               + (f": {said[0]}" if said else ""))
-        return done.stdout.decode("utf-8", "replace")
+        return done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8", "replace")
 
 
 def printable(text: str, limit: int = 300) -> str:

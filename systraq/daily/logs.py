@@ -107,10 +107,20 @@ def recent_lines(ctx: DailyContext, absolute: str) -> list[str]:
 
 
 def journal_lines(ctx: DailyContext, *matches: str) -> list[str]:
-    """The last day of the journal (optionally only entries matching ``matches``)."""
-    return ctx.tool(["journalctl", "-q", "--no-pager", "-o", "short",
-                     f"--since=@{int(ctx.since)}", "-n", str(_JOURNAL_LINES), *matches],
-                    timeout=30, what="journal").splitlines()
+    """The last day of the journal (optionally only entries matching ``matches``), in
+    syslog's classic form so that logcheck rules apply."""
+    ctx.need_live("journal")
+    if not any(os.path.isdir(ctx.path(d)) for d in ("/var/log/journal", "/run/log/journal")):
+        raise Unavailable("journal: no systemd journal on this system")
+    out, err = ctx.tool_output(["journalctl", "--no-pager", "-o", "short",
+                                f"--since=@{int(ctx.since)}", "-n", str(_JOURNAL_LINES),
+                                *matches], timeout=30, what="journal")
+    if "insufficient permissions" in err:
+        raise Unavailable("journal: not readable by this user")
+    if "No journal files were found" in err:
+        raise Unavailable("journal: no journal files were found")
+    # "-- No entries --", "-- Boot ... --": journalctl's own markers, not log lines.
+    return [line for line in out.splitlines() if not line.startswith("-- ")]
 
 
 # --- rules -----------------------------------------------------------------------------------

@@ -232,8 +232,8 @@ def _shell_startup(ctx: DailyContext, section: Section) -> None:
             os.close(fd)
     block = section.add(heading, capped(findings, ctx.settings.daily.max_lines) or ["none"])
     if unreadable:
-        block.lines.append(f"({unreadable} directories not readable by this user were "
-                           "not checked)")
+        block.lines.append(f"({unreadable} director{'ies' if unreadable != 1 else 'y'} not "
+                           "readable by this user not checked)")
     if findings:
         section.attend(f"{len(findings)} shell start-up line"
                        f"{'s' if len(findings) != 1 else ''} with a loose umask or an "

@@ -226,6 +226,11 @@ def _sockets(ctx: DailyContext, section: Section) -> None:
 
 
 def _failed_units(ctx: DailyContext, section: Section) -> None:
+    # As sd_booted(3): systemd runs the system only where this directory exists.
+    if ctx.live and not os.path.isdir("/run/systemd/system"):
+        section.unavailable("failed systemd units: systemd is not running this system",
+                            "failed systemd units")
+        return
     try:
         text = ctx.tool(["systemctl", "--failed", "--no-legend", "--plain", "--no-pager"],
                         what="failed systemd units")
