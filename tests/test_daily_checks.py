@@ -267,3 +267,26 @@ def test_differences_from_the_baseline_are_counted_and_capped(ws: Workspace,
     lines = block(daily_json(ws, system.root), "health", "pub: differences")["lines"]
     assert lines[0].endswith(": 4 added")
     assert lines[1:] == [f"added: {ws.tree}/a", f"added: {ws.tree}/b", "and 2 more"]
+
+
+def test_filetraq_activity_of_the_day_and_a_failed_run(ws: Workspace, system: FakeSystem
+                                                       ) -> None:
+    from systraq.config import load_settings
+    from systraq.runlog import record
+
+    hosts = ws.tree / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n")
+    other = ws.tree / "other"
+    other.write_text("1\n")
+    (ws.config / "filetraq.conf").write_text(f"{hosts}\n{other}\n")
+    run_ok(ws, "filetraq")
+    time.sleep(1.1)  # a dated copy per minute at most: the next one must not collide
+    hosts.write_text("127.0.0.1 localhost\n10.0.0.1 new\n")
+    run_ok(ws, "filetraq")
+    found = block(daily_json(ws, system.root), "health", "filetraq in the last day")
+    assert found["lines"][0].startswith("1 tracked files changed, 1 first backups; the store "
+                                        "holds 3 files")
+    record(load_settings(ws.config, ws.state).layout, "filetraq", None, False)
+    texts = [a["text"] for a in daily_json(ws, system.root)["attention"]]
+    assert any(t.startswith("the last filetraq run failed") for t in texts)
+    assert not any("has not run" in t for t in texts)  # it succeeded minutes ago
