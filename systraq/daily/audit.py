@@ -83,11 +83,11 @@ def collect(ctx: DailyContext) -> Section:
         try:
             if os.stat(ctx.path(AUDIT_LOG + ".1")).st_mtime >= ctx.since:
                 lines = ctx.read(AUDIT_LOG + ".1", _READ_LIMIT, tail=True) \
-                    .decode("utf-8", "replace").splitlines()
+                    .decode("utf-8", "replace").split("\n")
         except FileNotFoundError:
             pass
         lines += ctx.read(AUDIT_LOG, _READ_LIMIT, tail=True).decode("utf-8", "replace") \
-            .splitlines()
+            .split("\n")
     except FileNotFoundError:
         if _installed(ctx):
             section.unavailable(f"{AUDIT_LOG}: not present (is auditd running?)")

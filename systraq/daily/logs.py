@@ -80,7 +80,9 @@ def line_time(line: str, now: float) -> float | None:
 
 
 def _lines_of(data: bytes) -> list[str]:
-    return data.decode("utf-8", "replace").splitlines()
+    # Only a newline ends a log line: a carriage return or form feed in a message is part
+    # of it (and shown escaped), not a line of its own.
+    return data.decode("utf-8", "replace").split("\n")
 
 
 def recent_lines(ctx: DailyContext, absolute: str) -> list[str]:
@@ -120,7 +122,7 @@ def journal_lines(ctx: DailyContext, *matches: str) -> list[str]:
     if "No journal files were found" in err:
         raise Unavailable("journal: no journal files were found")
     # "-- No entries --", "-- Boot ... --": journalctl's own markers, not log lines.
-    return [line for line in out.splitlines() if not line.startswith("-- ")]
+    return [line for line in out.split("\n") if line and not line.startswith("-- ")]
 
 
 # --- rules -----------------------------------------------------------------------------------

@@ -141,7 +141,7 @@ def path_problems(value: str) -> list[str]:
 def check_startup(text: str, login_defs: bool = False) -> list[tuple[int, str, str]]:
     """(line number, problem, the offending value) of each umask or PATH line."""
     found = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):
         if line.lstrip().startswith("#"):
             continue
         umask = (_LOGIN_DEFS_UMASK if login_defs else _UMASK).search(line)
