@@ -57,14 +57,18 @@ def run_part(path: str, timeout: float, env: dict[str, str]) -> dict[str, object
 
 
 def trusted(path: Path, directory: Path) -> bool:
-    """Whether root may run this part as root: it and its directory are root's own and
-    nobody else can write them (a symlink counts by its target, and must be root's too)."""
+    """Whether root may run this part as root: it (and a symlink's target) and its
+    directory are root's own, and nobody else can write them."""
+    def roots_own(st: os.stat_result) -> bool:
+        return st.st_uid == 0 and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
     try:
-        stats = [os.lstat(path), os.stat(path), os.stat(directory)]
+        link, target, folder = os.lstat(path), os.stat(path), os.stat(directory)
     except OSError:
         return False
-    return all(st.st_uid == 0 and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-               or stat.S_ISLNK(st.st_mode) and st.st_uid == 0 for st in stats)
+    # A symlink's own mode is always 0777: only its owner counts.
+    link_ok = link.st_uid == 0 if stat.S_ISLNK(link.st_mode) else roots_own(link)
+    return link_ok and roots_own(target) and roots_own(folder)
 
 
 def unprivileged_account(ctx: DailyContext) -> pwd.struct_passwd | None:

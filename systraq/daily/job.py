@@ -76,10 +76,9 @@ def build_report(settings: Settings, root: Path = Path("/"), now: float | None =
             report.sections.append(section)
     if keep_history:
         report.history, notes = history.update(ctx, len(report.attention))
-        if notes and report.sections:
-            last = next((s for s in report.sections if s.key == "health"), None)
-            if last is not None:
-                last.add("history", notes)
+        health_section = next((s for s in report.sections if s.key == "health"), None)
+        if notes and health_section is not None:
+            health_section.add("history", notes)
     else:
         report.history = history.read_only(ctx)
     return report

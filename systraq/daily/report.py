@@ -13,6 +13,8 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 
+from systraq import __version__
+
 JSON_VERSION = 1
 # Attention items of this rank come before all others (monitoring that stopped).
 FIRST = 0
@@ -141,8 +143,6 @@ def render_text(report: DailyReport) -> str:
                 out.extend(format_table(block.table))
     out.append("")
     out.append("-- ")
-    from systraq import __version__
-
     out.append(f"systraq {__version__}")
     return "\n".join(out) + "\n"
 
