@@ -217,8 +217,8 @@ def test_logins_of_the_last_day_and_failed_logins_by_source(
     ssh = block(document, "logins", "failed ssh logins (/var/log/auth.log): 3")["table"]
     assert ssh["rows"] == [["203.0.113.5", "root", "2"], ["203.0.113.5", "oracle", "1"]]
     sudo = block(document, "logins", "failed sudo and su attempts")["table"]
-    assert sudo["rows"] == [["sudo", "bob", "1"]]
-    assert "1 failed sudo/su attempts" in [a["text"] for a in document["attention"]]
+    assert sudo["rows"] == [["sudo", "bob", "3"]]
+    assert "3 failed sudo/su attempts" in [a["text"] for a in document["attention"]]
 
 
 def test_missing_login_records_are_one_line_each(ws: Workspace, system: FakeSystem) -> None:

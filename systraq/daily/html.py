@@ -65,8 +65,8 @@ def chart(days: list[HistoryDay]) -> str:
     top = max((d.changes for d in days), default=0) or 1
     bars, labels = [], []
     for day in days:
-        height = max(1, round(day.changes / top * _CHART_HEIGHT)) if day.changes else 0
-        colour = "#d9534f" if day.attention else "#4a7ab7"
+        height = max(2, round(day.changes / top * _CHART_HEIGHT)) if day.changes else 1
+        colour = "#ccc" if not day.changes else "#d9534f" if day.attention else "#4a7ab7"
         title = f"{day.day}: {day.changes} changes, {day.attention} need attention"
         bars.append(f'<td title="{escape(title)}" style="vertical-align:bottom;padding:0 1px">'
                     f'<div style="width:12px;height:{height}px;background:{colour}"></div></td>')

@@ -18,7 +18,7 @@ _WTMP_LIMIT = 64 << 20  # the end of the file: the last day is there
 
 _SSH_FAILED = re.compile(r"sshd\[\d+\]: Failed \S+ for (?:invalid user )?(\S*) from (\S+)")
 _SSH_INVALID = re.compile(r"sshd\[\d+\]: Invalid user (\S*) from (\S+)")
-_SUDO_WRONG = re.compile(r"sudo(?:\[\d+\])?: +(\S+) : (?:\d+ incorrect password attempts?"
+_SUDO_WRONG = re.compile(r"sudo(?:\[\d+\])?: +(\S+) : (?:(\d+) incorrect password attempts?"
                          r"|user NOT in sudoers|command not allowed)")
 _SU_FAILED = re.compile(r"su(?:\[\d+\])?: (?:FAILED SU|pam_unix\(su(?:-l)?:auth\): "
                         r"authentication failure).*?(?:ruser=|by )(\S+)")
@@ -122,8 +122,8 @@ def _attempts(ctx: DailyContext, section: Section) -> None:
             ssh[(match.group(2), match.group(1) or "?")] += 1
             continue
         match = _SUDO_WRONG.search(line)
-        if match:
-            sudo[("sudo", match.group(1))] += 1
+        if match:  # sudo logs one line for up to three wrong passwords
+            sudo[("sudo", match.group(1))] += int(match.group(2) or 1)
             continue
         match = _SU_FAILED.search(line)
         if match:
