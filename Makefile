@@ -55,6 +55,11 @@ install: venv
 	  t=$(DESTDIR)$(SYSCONFDIR)/systraq/$$(basename $$f); \
 	  [ -e "$$t" ] || install -m 644 "$$f" "$$t"; \
 	done
+	install -d $(DESTDIR)$(SYSCONFDIR)/systraq/ignore.d $(DESTDIR)$(SYSCONFDIR)/systraq/systraq.d
+	for f in etc/ignore.d/*; do \
+	  t=$(DESTDIR)$(SYSCONFDIR)/systraq/ignore.d/$$(basename $$f); \
+	  [ -e "$$t" ] || install -m 644 "$$f" "$$t"; \
+	done
 	install -m 644 cron.d/systraq $(DESTDIR)$(SYSCONFDIR)/cron.d/systraq
 	install -d $(DESTDIR)$(SYSCONFDIR)/apt/apt.conf.d
 	install -m 644 etc/apt/99systraq $(DESTDIR)$(SYSCONFDIR)/apt/apt.conf.d/99systraq

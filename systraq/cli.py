@@ -237,6 +237,75 @@ def filetraq_conf(obj: Context, output: Path | None, dirs: tuple[Path, ...]) -> 
     obj.terminal.filetraq_conf_summary(result)
 
 
+@cli.command()
+@click.option("--mail", is_flag=True, help="Mail the report (text with an HTML alternative) "
+              "instead of printing it.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Report as text (what cron mails) or one JSON object.")
+@click.option("--root", type=click.Path(path_type=Path, file_okay=False), default=Path("/"),
+              show_default=True, help="Read passwd, shadow, homes, logs, /proc and the dpkg "
+              "database of the system mounted here.")
+@click.option("--audit-rules", is_flag=True, help="Print the auditd rules that record the "
+              "commands real users run, and exit.")
+@pass_context
+def daily(obj: Context, mail: bool, fmt: str, root: Path, audit_rules: bool) -> int:
+    """The daily status report: system state, security checks, logs, checksums, health.
+
+    Opens with the host, its uptime and every item that needs attention. Each part says in
+    one line when it cannot run. Exit status: 0 nothing needs attention, 1 something does,
+    2 trouble (the mail could neither be sent nor spooled).
+    """
+    if audit_rules:
+        from systraq.daily.audit import AUDIT_RULES
+
+        obj.terminal.out.write(AUDIT_RULES)
+        return ExitStatus.OK
+    from systraq.daily.job import run_daily
+    from systraq.daily.report import subject
+
+    if mail and fmt != "text":
+        raise click.UsageError("--mail sends the text and HTML report; --format goes without it")
+    result = run_daily(obj.settings, root, mail=mail)
+    if mail:
+        obj.terminal.delivery(result.delivery, subject(result.report))
+    else:
+        obj.terminal.daily_report(result.report, fmt)
+    return result.status
+
+
+@cli.command()
+@click.option("--update", is_flag=True, help="Regenerate STATE/systraq.sums from the "
+              "directories (default: daily.sums_dirs, /usr/local/{bin,sbin,lib,share}).")
+@click.argument("dirs", nargs=-1, metavar="[DIR]...", type=click.Path(path_type=Path))
+@pass_context
+def sums(obj: Context, update: bool, dirs: tuple[Path, ...]) -> int:
+    """Verify the local checksums in STATE/systraq.sums (sha256sum -c format).
+
+    Prints what sha256sum -c --quiet would (FAILED lines). With --update, write the file
+    anew: the sha256 of every regular file below each DIR, sorted, replaced atomically.
+    Exit status: 0 all match, 1 a file failed, 2 trouble.
+    """
+    from systraq.daily import sums as local_sums
+
+    layout = obj.settings.layout
+    if not update:
+        if dirs:
+            raise click.UsageError("DIR arguments go with --update")
+        sources = [layout.sums, layout.legacy_sums]
+        if not any(p.exists() for p in sources):
+            raise SystraqError("no such file: create it with 'systraq sums --update'",
+                               layout.sums)
+        result = local_sums.verify(sources)
+        obj.terminal.sums_verification(result)
+        if result.errors:
+            return ExitStatus.TROUBLE
+        return ExitStatus.DIFFERENCES if result.problems else ExitStatus.OK
+    chosen = [*dirs] or [Path(d) for d in obj.settings.daily.sums_dirs]
+    outcome = local_sums.update(layout.sums, chosen)
+    obj.terminal.sums_update(outcome)
+    return ExitStatus.OK
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one handler turns every error into one line on stderr and exit 2."""
     terminal = Terminal()

@@ -62,6 +62,25 @@ class FiletraqSettings:
     dir_mode: int = 0o755
 
 
+# The built-in parts of the daily report, in the order it shows them; any can be switched
+# off with daily.disable.
+DAILY_PARTS = ("system", "accounts", "logins", "logs", "audit", "security", "packages",
+               "sums", "health", "extensions")
+
+
+@dataclass(frozen=True)
+class DailySettings:
+    disable: tuple[str, ...] = ()
+    log_files: tuple[str, ...] = ("/var/log/syslog", "/var/log/messages", "/var/log/auth.log",
+                                  "/var/log/kern.log", "/var/log/daemon.log")
+    journal: bool = True  # read the systemd journal too (on the live system)
+    disk_threshold: int = 90  # percent of space or inodes used that needs attention
+    max_lines: int = 40  # lines a list shows before "and N more"
+    extension_timeout: float = 60.0
+    sums_dirs: tuple[str, ...] = ("/usr/local/bin", "/usr/local/sbin", "/usr/local/lib",
+                                  "/usr/local/share")
+
+
 @dataclass(frozen=True)
 class Settings:
     config_dir: Path = DEFAULT_CONFIG_DIR
@@ -70,6 +89,7 @@ class Settings:
     report: ReportSettings = field(default_factory=ReportSettings)
     mail: MailSettings = field(default_factory=MailSettings)
     filetraq: FiletraqSettings = field(default_factory=FiletraqSettings)
+    daily: DailySettings = field(default_factory=DailySettings)
 
     @property
     def layout(self) -> Layout:
@@ -90,6 +110,7 @@ _SECTIONS = {
     "report": ReportSettings,
     "mail": MailSettings,
     "filetraq": FiletraqSettings,
+    "daily": DailySettings,
 }
 
 
@@ -172,6 +193,11 @@ def parse_settings(text: str, path: Path, config_dir: Path, state_dir: Path) -> 
                 if unknown:
                     raise ConfigError(f"report.fields: unknown field {unknown[0]!r} (known: "
                                       f"{', '.join(REPORTABLE_FIELDS)})", path, line)
+            if (section, attr) == ("daily", "disable"):
+                unknown = [p for p in value if p not in DAILY_PARTS]
+                if unknown:
+                    raise ConfigError(f"daily.disable: unknown part {unknown[0]!r} (known: "
+                                      f"{', '.join(DAILY_PARTS)})", path, line)
             kwargs[attr] = value
         sections[section] = cls(**kwargs)
     return Settings(config_dir=config_dir, state_dir=state_dir, **sections)

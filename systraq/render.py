@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from systraq.changes.baseline import BaselineOutcome
+    from systraq.daily.report import DailyReport
+    from systraq.daily.sums import UpdateResult, Verification
     from systraq.delivery import DeliveryOutcome
     from systraq.filetraq.conf import ConfResult
     from systraq.filetraq.store import PruneResult
@@ -230,6 +232,43 @@ class Terminal:
             if result.skipped else ""
         self.console.print(rich_text(f"{result.path}: {result.entries:,} entries, {what} "
                                 f"(listed as {result.generated_as}){skipped}"))
+
+
+    # --- the daily report --------------------------------------------------------------
+
+    def daily_report(self, report: DailyReport, fmt: str = "text") -> None:
+        """The daily report: JSON, plain text (cron), or with the attention items in colour
+        on a terminal."""
+        from systraq.daily.report import render_json, render_text
+
+        if fmt == "json":
+            self.out.write(render_json(report))
+        elif not self.interactive:
+            self.out.write(render_text(report))
+        else:
+            for line in render_text(report).splitlines():
+                style = ""
+                if line.startswith("== "):
+                    style = "bold cyan"
+                elif line.startswith("  * ") or line.endswith("<-- !"):
+                    style = "bold red"
+                elif line.endswith("need attention:"):
+                    style = "bold"
+                self.console.print(rich_text(line, style=style), soft_wrap=True)
+        self.out.flush()
+
+    def sums_verification(self, result: Verification) -> None:
+        """What sha256sum -c --quiet says: FAILED lines and warnings (nothing when all match)."""
+        for line in result.lines():
+            self.line(line)
+        if self.interactive and not result.problems:
+            self.console.print(rich_text(f"{result.checked:,} files checked, all match"))
+
+    def sums_update(self, result: UpdateResult) -> None:
+        for skipped in result.skipped:
+            self.warning(f"{skipped}: not listed")
+        if self.interactive:
+            self.console.print(rich_text(f"{result.path}: {result.files:,} files"))
 
 
 def _diff_style(line: str) -> str:

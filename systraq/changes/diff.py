@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from systraq import runlog
 from systraq.changes.compare import compare_states
 from systraq.changes.copies import Pin, check_mode, header_of, report_lock, same_snapshot
 from systraq.changes.report import (
@@ -138,4 +139,7 @@ def run_diff(settings: Settings, modes: Sequence[str], *, show: Show,
         finally:
             for pin in pins.values():
                 pin.discard()
+    if record:  # the watching job, not a look at the baseline by hand
+        for mode in modes:
+            runlog.record(settings.layout, "diff", mode, True)
     return DiffResult(report, outcome, recorded=bool(pins), mailed=mail)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from systraq import runlog
 from systraq.config import Settings
 from systraq.errors import ConfigError, SystraqError
 from systraq.fs.lock import locked
@@ -119,6 +120,7 @@ def _job_events(settings: Settings, mode: str, plan: _Plan, algorithm: str, full
                 if progress:
                     yield progress[-1]
                     progress.clear()
+    runlog.record(settings.layout, "snapshot", mode, True)
     yield {"entries": writer.count, "stats": dataclasses.asdict(scanner.stats),
            "unmatched": [[os.fsdecode(p.source), p.line] for p in selection.unmatched],
            "unreachable": selection.unreachable + scanner.stats.unreachable,
