@@ -28,8 +28,8 @@ from systraq.config import Settings
 from systraq.delivery.mail import DeliveryOutcome, deliver, flush_spool
 from systraq.errors import ConfigError, SystraqError
 from systraq.filetraq import seen
+from systraq.filetraq.contentdiff import TooCostly, is_binary
 from systraq.filetraq.contentdiff import diff as content_diff
-from systraq.filetraq.contentdiff import is_binary
 from systraq.filetraq.report import (
     Event,
     FiletraqReport,
@@ -521,11 +521,17 @@ class _Job:
                        detail=detail)
             return
         ft = self.settings.filetraq
-        lines = content_diff(orig.content, content.data,
-                             old_label=escape(self.store.shown(path)),
-                             new_label=escape(path), old_time_ns=orig.mtime_ns,
-                             new_time_ns=content.st.st_mtime_ns, style=ft.diff_style,
-                             order=ft.diff_order)
+        try:
+            lines = content_diff(orig.content, content.data,
+                                 old_label=escape(self.store.shown(path)),
+                                 new_label=escape(path), old_time_ns=orig.mtime_ns,
+                                 new_time_ns=content.st.st_mtime_ns, style=ft.diff_style,
+                                 order=ft.diff_order)
+        except TooCostly as err:
+            # Content anyone can write must not stall the run: say less instead.
+            self._item(path, Event.BINARY_CHANGED, old=old, new=new, kept_as=kept,
+                       detail=f"too many differences to diff within {err.limit:,} steps")
+            return
         self._item(path, Event.CHANGED, old=old, new=new, kept_as=kept, diff=tuple(lines))
 
     def _next_dated(self, path: bytes) -> bytes:
