@@ -24,7 +24,7 @@ from systraq.changes.report import (
     summary_line,
 )
 from systraq.filetraq.report import FiletraqReport, format_item, format_text, to_json
-from systraq.pathcodec import escape
+from systraq.pathcodec import escape, show_name
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -153,8 +153,8 @@ class Terminal:
         # File names are data: no markup (escaped below) and no :emoji: codes.
         print_ = functools.partial(self.console.print, emoji=False)
         since = "the accepted baseline" if report.against == "baseline" else "the last report"
-        print_(f"[bold]systraq[/] on [bold]{markup_escape(report.host)}[/]: changes since "
-               f"{since}")
+        host = markup_escape(show_name(report.host))
+        print_(f"[bold]systraq[/] on [bold]{host}[/]: changes since {since}")
         for section in report.modes:
             if not section.has_news:
                 continue

@@ -1,8 +1,9 @@
 """Change reports: what a diff found, as data, plain text (cron, mail) and JSON.
 
 A report never holds file content: only metadata, hashes and link targets. Paths and
-targets are shown in the state file's escaped form (``pathcodec.escape``), so a name with a
-newline or invalid UTF-8 cannot forge a line of the report.
+targets are shown in the state file's escaped form (``pathcodec.escape``), and so are user,
+group and host names (``show_name``), so a name with a newline, invalid UTF-8 or an
+invisible character cannot forge a line of the report or hide in it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from systraq.changes.compare import ADDED, CHANGED, KINDS, REMOVED, Change
-from systraq.pathcodec import escape
+from systraq.pathcodec import escape, show_name
 from systraq.snapshot.entry import OK, RACED, TYPE_NAMES, UNREADABLE, Entry
 from systraq.snapshot.state import Header
 
@@ -88,7 +89,7 @@ def show_path(path: bytes) -> str:
 
 
 def _owner(number: object, name: str) -> str:
-    return name or str(number)
+    return show_name(name) if name else str(number)
 
 
 def _show(name: str, raw: object, entry: Entry | None = None) -> str:
@@ -190,7 +191,7 @@ def subject(report: Report) -> str:
                                             for s in report.modes if s.first)
     else:
         what = "no changes"
-    return f"[Systraq] {report.host}: {what}"
+    return f"[Systraq] {show_name(report.host)}: {what}"
 
 
 # --- plain text --------------------------------------------------------------------------
@@ -199,7 +200,7 @@ def render_text(report: Report) -> str:
     """The plain-text report cron and mail carry."""
     since = "the accepted baseline" if report.against == AGAINST_BASELINE else \
         "the last report"
-    out = [f"systraq on {report.host}: changes since {since}"]
+    out = [f"systraq on {show_name(report.host)}: changes since {since}"]
     for section in report.modes:
         if not section.has_news:
             continue
@@ -254,8 +255,8 @@ def json_fields(change: Change) -> dict[str, dict[str, object]]:
                                    "new": json_value(name, after)}
         if name in ("uid", "gid"):
             attr = "user" if name == "uid" else "group"
-            item["old_name"] = getattr(change.old, attr) if change.old else None
-            item["new_name"] = getattr(change.new, attr) if change.new else None
+            item["old_name"] = show_name(getattr(change.old, attr)) if change.old else None
+            item["new_name"] = show_name(getattr(change.new, attr)) if change.new else None
         out[name] = item
     return out
 
@@ -275,7 +276,7 @@ def render_json(report: Report) -> str:
         })
     changes = [{"mode": mode, "path": show_path(change.path), "kind": change.kind,
                 "fields": json_fields(change)} for mode, change in report.changes]
-    document = {"version": JSON_VERSION, "host": report.host, "against": report.against,
+    document = {"version": JSON_VERSION, "host": show_name(report.host), "against": report.against,
                 "modes": modes, "changes": changes}
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 

@@ -2,7 +2,9 @@
 
 Lines are compared as bytes, split on newlines only, as diff(1) does; a last line without a
 newline gets diff's ``\\ No newline at end of file``. What is shown is made safe for a
-terminal or a mail: invalid UTF-8 and control characters (but tabs) appear as ``\\xHH``.
+terminal or a mail: invalid UTF-8 and control characters (but tabs) appear as ``\\xHH``,
+characters that are invisible or reorder the text (bidirectional overrides, zero-width
+spaces, line separators, fillers: ``pathcodec.INVISIBLE``) as ``\\uHHHH``.
 Binary content (a NUL byte, as diff(1) decides) is never diffed: see ``is_binary``.
 """
 
@@ -14,12 +16,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from systraq.filetraq.linediff import WORK_LIMIT, Change, TooCostly, edit_script, split_lines
+from systraq.pathcodec import INVISIBLE
 
 STYLES = ("unified", "context")
 ORDERS = ("oldnew", "newold")
 NO_NEWLINE = "\\ No newline at end of file"
 
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+# Control characters but tab, and what is invisible or reorders text (pathcodec.INVISIBLE).
+_UNSAFE = re.compile(f"[\\x00-\\x08\\x0a-\\x1f\\x7f-\\x9f{INVISIBLE}]")
 _FUNCTION = re.compile(rb"[A-Za-z_$]")  # diff -p: a line starting like a C function
 _FUNCTION_WIDTH = 40
 _C_SPACE = b" \t\n\v\f\r"  # what diff strips from the end of a -p function line
@@ -33,10 +37,17 @@ def is_binary(*contents: bytes) -> bool:
     return any(b"\0" in content for content in contents)
 
 
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def shown(line: bytes) -> str:
     """One content line (newline dropped) as safe, readable text."""
     text = line.rstrip(b"\n").decode("utf-8", "backslashreplace")
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return _UNSAFE.sub(_escaped, text)
 
 
 def timestamp(ns: int) -> str:
