@@ -36,6 +36,7 @@ from systraq.config import Settings
 from systraq.delivery.mail import DeliveryOutcome, deliver, flush_spool
 from systraq.errors import ExitStatus, StateError, SystraqError
 from systraq.fs.lock import locked
+from systraq.fs.oserror import naming
 from systraq.layout import BASELINE, MODES, REPORTED
 from systraq.pathcodec import EscapeError, unescape
 from systraq.snapshot.state import Header, StateReader, StateWriter, fsync_dir
@@ -125,7 +126,7 @@ class Staged:
             src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as err:
             raise StateError(f"cannot read: {os.strerror(err.errno or 0)}", source) from None
-        with os.fdopen(src, "rb") as inp, open(name, "xb") as out:
+        with naming(name), os.fdopen(src, "rb") as inp, open(name, "xb") as out:
             os.fchmod(out.fileno(), 0o600 if private else 0o644)
             shutil.copyfileobj(inp, out, 1 << 20)
             out.flush()
@@ -149,9 +150,10 @@ class Staged:
 
     def commit(self, target: Path) -> None:
         assert self.path is not None
-        os.replace(self.path, target)
-        self.path = None
-        fsync_dir(target.parent)
+        with naming(target):
+            os.replace(self.path, target)
+            self.path = None
+            fsync_dir(target.parent)
 
     def discard(self) -> None:
         if self.path is not None:

@@ -31,6 +31,7 @@ from pathlib import Path
 from systraq.config import Settings
 from systraq.errors import SystraqError
 from systraq.fs.nofollow import DirCache, ThroughSymlink, join
+from systraq.fs.oserror import naming
 from systraq.layout import FILETRAQ_TAIL, OWN_CONFIG_FILES
 from systraq.snapshot.job import pub_scan_user
 from systraq.snapshot.listfiles import expand, home_directories, parse_list
@@ -216,14 +217,15 @@ def _replace(path: Path, data: bytes) -> None:
         raise SystraqError(f"cannot write in this directory: {os.strerror(err.errno or 0)}",
                            path.parent) from None
     try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-        tmp = ""
-        fsync_dir(path.parent)
+        with naming(path):  # a full disk says which file
+            os.fchmod(fd, 0o644)
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+            tmp = ""
+            fsync_dir(path.parent)
     finally:
         if tmp:
             os.unlink(tmp)

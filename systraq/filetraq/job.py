@@ -49,6 +49,7 @@ from systraq.fs.nofollow import (
     same_file,
     split,
 )
+from systraq.fs.oserror import naming
 from systraq.pathcodec import escape
 from systraq.snapshot.entry import TYPE_LETTERS, TYPE_NAMES
 from systraq.snapshot.listfiles import Pattern, expand, order_key, parse_list
@@ -196,7 +197,8 @@ def run_filetraq(settings: Settings, filelist: Path | None = None,
                     deliver(report)
                     failures = job.commit()
                 if job.memory != memory:
-                    seen.save(meta, job.memory)
+                    with naming(backupdir / os.fsdecode(META) / os.fsdecode(seen.NAME)):
+                        seen.save(meta, job.memory)
         finally:
             os.close(meta)
     if failures:
@@ -384,7 +386,8 @@ class _Job:
                 continue
             self.memory.unmatched.add(pattern.text)
             self._item(pattern.text, Event.UNMATCHED,
-                       detail=f"{pattern.source}, line {pattern.line}")
+                       detail=f"{pattern.source}, line {pattern.line}"
+                       + (f": {pattern.problem}" if pattern.problem else ""))
 
     def _item(self, path: bytes, event: Event, **fields: object) -> None:
         self.report.items.append(Item(path, event, **fields))  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ import signal
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO
 
-from systraq.errors import ConfigError, LockedError, StateError, SystraqError
+from systraq.errors import ConfigError, LockedError, StateError, SystraqError, shown_path
 
 _BYTES, _JSON, _DONE, _ERROR = b"B", b"J", b"D", b"E"
 _HEAD = 9  # kind (1 byte) + payload length (8 bytes)
@@ -117,7 +117,7 @@ def _child(account: pwd.struct_passwd, fn: Callable[..., Iterable[Any]], args: t
                 message, path, line = err.message, err.path, err.line
             else:
                 path = line = None
-            path = os.fsdecode(path) if path is not None else None
+            path = shown_path(path) if path is not None else None
             _send(out, _ERROR, _encode_json([kind, message, path, line]))
             status = 2
     os._exit(status)

@@ -72,7 +72,10 @@ def pub_scan_user(settings: Settings) -> pwd.struct_passwd | None:
             account = pwd.getpwnam(name)
         except KeyError:
             continue
-        return account if account.pw_uid != 0 else None
+        if account.pw_uid == 0:  # the pub scan would read root's files into a 0644 state
+            raise ConfigError(f"snapshot.pub_user {name!r} has uid 0: the pub snapshot must "
+                              "run as an unprivileged account", settings.layout.settings_file)
+        return account
     raise SystraqError(f"neither the pub user {settings.snapshot.pub_user!r} nor 'nobody' "
                        "exists: cannot scan pub files unprivileged")
 

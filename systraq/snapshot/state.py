@@ -21,6 +21,7 @@ from typing import BinaryIO
 import xxhash
 
 from systraq.errors import StateError
+from systraq.fs.oserror import naming
 from systraq.pathcodec import EscapeError, escape, unescape
 from systraq.snapshot.entry import (
     OK,
@@ -156,19 +157,21 @@ class StateWriter:
         self._tmp: str | None = None
 
     def __enter__(self) -> StateWriter:
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
-                                         dir=self.path.parent)
-        os.fchmod(fd, 0o600 if self.private else 0o644)
-        if self.owner is not None:
-            os.fchown(fd, *self.owner)
-        self._file = os.fdopen(fd, "wb", buffering=1 << 16)
-        self._write(format_header(self.header))
+        with naming(self.path):
+            fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
+                                             dir=self.path.parent)
+            os.fchmod(fd, 0o600 if self.private else 0o644)
+            if self.owner is not None:
+                os.fchown(fd, *self.owner)
+            self._file = os.fdopen(fd, "wb", buffering=1 << 16)
+            self._write(format_header(self.header))
         return self
 
     def _write(self, data: bytes) -> None:
         assert self._file is not None
         self._checksum.update(data)
-        self._file.write(data)
+        with naming(self.path):  # a full disk says which file
+            self._file.write(data)
 
     def add_chunk(self, lines: list[bytes]) -> None:
         """Add entry lines known to be in order among themselves (a scan's output)."""
@@ -196,17 +199,21 @@ class StateWriter:
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         assert self._file is not None and self._tmp is not None
         try:
-            if exc_type is None:
-                self._file.write(f"#end\tentries={self.count}\t"
-                                 f"xxh3_128={self._checksum.hexdigest()}\n".encode())
-                self._file.flush()
-                os.fsync(self._file.fileno())
-            self._file.close()
-            if exc_type is None:
-                os.replace(self._tmp, self.path)
-                self._tmp = None
-                fsync_dir(self.path.parent)
+            with naming(self.path):
+                if exc_type is None:
+                    self._file.write(f"#end\tentries={self.count}\t"
+                                     f"xxh3_128={self._checksum.hexdigest()}\n".encode())
+                    self._file.flush()
+                    os.fsync(self._file.fileno())
+                self._file.close()
+                if exc_type is None:
+                    os.replace(self._tmp, self.path)
+                    self._tmp = None
+                    fsync_dir(self.path.parent)
         finally:
+            if not self._file.closed:  # a failed write or flush: release the descriptor
+                with contextlib.suppress(OSError):
+                    self._file.close()
             if self._tmp is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(self._tmp)
