@@ -99,7 +99,10 @@ def mail_address(name: str, value: str) -> None:
     # A local recipient ("root") has no domain: the only flaw a mail system accepts.
     flaws = [str(d) for d in header.defects if "with no domain" not in str(d)]
     if flaws or len(header.addresses) != 1:  # type: ignore[attr-defined]
-        reason = f" ({flaws[0]})" if flaws else ""
+        flaw = flaws[0] if flaws else ""
+        if flaw.count(")") > flaw.count("("):  # some of email's defect texts end in ")"
+            flaw = flaw.rstrip(")")
+        reason = f" ({flaw})" if flaw else ""
         raise ValueError(f"{name}: {value!r} is not a mail address{reason}")
 
 

@@ -98,29 +98,32 @@ def drop_to(account: pwd.struct_passwd) -> None:
 
 def _child(account: pwd.struct_passwd, fn: Callable[..., Iterable[Any]], args: tuple,
            write_fd: int, parent: int) -> None:  # pragma: no cover - runs in the child
-    status = 0
-    with os.fdopen(write_fd, "wb", buffering=1 << 16) as out:
-        try:
-            _die_with_parent(parent)
-            drop_to(account)
-            os.chdir("/")
-            for item in fn(*args):
-                if isinstance(item, bytes | bytearray | memoryview):
-                    _send(out, _BYTES, bytes(item))
+    status = 2
+    try:  # the child never leaves: else an error would unwind into the parent's code
+        status = 0
+        with os.fdopen(write_fd, "wb", buffering=1 << 16) as out:
+            try:
+                _die_with_parent(parent)
+                drop_to(account)
+                os.chdir("/")
+                for item in fn(*args):
+                    if isinstance(item, bytes | bytearray | memoryview):
+                        _send(out, _BYTES, bytes(item))
+                    else:
+                        _send(out, _JSON, _encode_json(item))
+                _send(out, _DONE, b"")
+            except BaseException as err:  # reported to the parent, then exit
+                kind = type(err).__name__ if isinstance(err, SystraqError) else ""
+                message = str(err) if kind else f"{type(err).__name__}: {err}"
+                if isinstance(err, SystraqError):
+                    message, path, line = err.message, err.path, err.line
                 else:
-                    _send(out, _JSON, _encode_json(item))
-            _send(out, _DONE, b"")
-        except BaseException as err:  # reported to the parent, then exit
-            kind = type(err).__name__ if isinstance(err, SystraqError) else ""
-            message = str(err) if kind else f"{type(err).__name__}: {err}"
-            if isinstance(err, SystraqError):
-                message, path, line = err.message, err.path, err.line
-            else:
-                path = line = None
-            path = shown_path(path) if path is not None else None
-            _send(out, _ERROR, _encode_json([kind, message, path, line]))
-            status = 2
-    os._exit(status)
+                    path = line = None
+                path = shown_path(path) if path is not None else None
+                status = 2
+                _send(out, _ERROR, _encode_json([kind, message, path, line]))
+    finally:
+        os._exit(status)
 
 
 def stream_as(account: pwd.struct_passwd, fn: Callable[..., Iterable[Any]], *args: Any

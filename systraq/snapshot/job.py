@@ -160,30 +160,34 @@ def _scan_as(account: pwd.struct_passwd, mode: str, plan: _Plan, scanner: Scanne
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, checked through its output
-        os.close(read_fd)
-        status = 0
-        with os.fdopen(write_fd, "wb", buffering=1 << 16) as out:
-            try:
-                os.setgroups([])
-                os.setgid(account.pw_gid)
-                os.setuid(account.pw_uid)
-                os.chdir("/")
-                # Progress goes back with each chunk: the parent draws it.
-                scanner.progress = None
-                for kind, payload in _scan_events(mode, plan, scanner):
-                    if kind == "chunk":
-                        seen = f"{scanner.stats.entries} {scanner.stats.sizes}\n".encode()
-                        _send(out, _CHUNK, seen + b"".join(payload))
-                    else:
-                        summary = dataclasses.asdict(payload.stats)
-                        summary["unmatched"] = [(str(p.source), p.line)
-                                                for p in payload.unmatched]
-                        summary["unreachable"] = payload.unreachable
-                        _send(out, _RESULT, json.dumps(summary).encode())
-            except BaseException as err:  # reported to the parent, then exit
-                _send(out, _ERROR, str(err).encode(errors="replace"))
-                status = 2
-        os._exit(status)
+        status = 2
+        try:  # the child never leaves this block: else it would run the parent's code
+            # on (an error unwinding into the state writer it inherited, say)
+            os.close(read_fd)
+            status = 0
+            with os.fdopen(write_fd, "wb", buffering=1 << 16) as out:
+                try:
+                    os.setgroups([])
+                    os.setgid(account.pw_gid)
+                    os.setuid(account.pw_uid)
+                    os.chdir("/")
+                    # Progress goes back with each chunk: the parent draws it.
+                    scanner.progress = None
+                    for kind, payload in _scan_events(mode, plan, scanner):
+                        if kind == "chunk":
+                            seen = f"{scanner.stats.entries} {scanner.stats.sizes}\n".encode()
+                            _send(out, _CHUNK, seen + b"".join(payload))
+                        else:
+                            summary = dataclasses.asdict(payload.stats)
+                            summary["unmatched"] = [(str(p.source), p.line)
+                                                    for p in payload.unmatched]
+                            summary["unreachable"] = payload.unreachable
+                            _send(out, _RESULT, json.dumps(summary).encode())
+                except BaseException as err:  # reported to the parent, then exit
+                    status = 2
+                    _send(out, _ERROR, str(err).encode(errors="replace"))
+        finally:
+            os._exit(status)
     os.close(write_fd)
     result: SnapshotResult | None = None
     error = None
