@@ -38,7 +38,7 @@ from systraq.errors import ExitStatus, StateError, SystraqError
 from systraq.fs.lock import locked
 from systraq.fs.oserror import naming
 from systraq.layout import BASELINE, MODES, REPORTED
-from systraq.pathcodec import EscapeError, unescape
+from systraq.pathcodec import EscapeError, escape, unescape
 from systraq.snapshot.state import Header, StateReader, StateWriter, fsync_dir
 
 Show = Callable[[Report], None]
@@ -306,20 +306,24 @@ class PathSelection:
 
     A glob's ``*`` stays within one path component and, as in the shell and the list
     files, does not match a leading dot. An argument may also be given in the escaped form
-    reports show (``\\n``, ``\\xff``).
+    reports show (``\\n``, ``\\xff``). An empty or relative argument is refused: taken
+    from the current directory, ``''`` or ``.`` would accept every difference below it.
     """
 
     def __init__(self, arguments: Sequence[str]) -> None:
         self.arguments = list(arguments)
         self.patterns: list[tuple[int, list[bytes]]] = []
         for index, argument in enumerate(self.arguments):
+            if not argument.startswith("/"):
+                shown = escape(os.fsencode(argument))
+                raise SystraqError(f"baseline: PATH '{shown}' is not an absolute path: give "
+                                   "paths or globs that start with / (a relative one would "
+                                   "accept differences below the current directory)")
             forms = {os.fsencode(argument)}
             if "\\" in argument:
                 with contextlib.suppress(EscapeError):
                     forms.add(unescape(argument))
             for raw in forms:
-                if not raw.startswith(b"/"):
-                    raw = os.path.join(os.fsencode(os.getcwd()), raw)
                 normal = posixpath.normpath(raw)
                 self.patterns.append((index, [p for p in normal.split(b"/") if p]))
         self.used: set[int] = set()
