@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pwd
 import random
 import subprocess
 import tempfile
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from systraq.filetraq.contentdiff import diff
 from systraq.filetraq.linediff import WORK_LIMIT, TooCostly, edit_script, split_lines
 
-from .conftest import Workspace
+from .conftest import UNPRIVILEGED, Workspace
 from .filetraq_support import stored, write_list
 
 # Few distinct lines, so that many edit scripts of the same length exist and the choice
@@ -108,16 +109,28 @@ def test_a_long_file_with_a_few_edits_costs_little():
     assert ours(old, new, "unified") == gnu_diff(old, new, "unified")
 
 
+def as_user_write(path: Path, data: bytes) -> None:
+    """Write a file as the unprivileged user who owns it (directly when not root)."""
+    command = ["sh", "-c", 'cat > "$0"', str(path)]
+    if os.geteuid() == 0:
+        command = UNPRIVILEGED + command
+    subprocess.run(command, input=data, check=True)
+
+
 def test_filetraq_reports_sizes_and_hashes_when_a_file_is_too_costly_to_diff(
         ws: Workspace):
-    target = ws.tree / "authorized_keys"
-    target.write_bytes(crafted(1 << 20, 1))
-    target.chmod(0o644)
+    """A user crafts their authorized_keys; root's filetraq run must not stall on it."""
+    home = ws.tree / "eve"
+    home.mkdir(mode=0o755)
+    if os.geteuid() == 0:
+        os.chown(home, pwd.getpwnam("nobody").pw_uid, -1)
+    target = home / "authorized_keys"
+    as_user_write(target, crafted(1 << 20, 1))
     write_list(ws, str(target))
     assert ws.run("filetraq").returncode == 1
     old = target.read_bytes()
     new = crafted(1 << 20, 2)
-    target.write_bytes(new)
+    as_user_write(target, new)
     result = ws.run("filetraq")
     assert result.returncode == 1, result.stderr
     lines = result.stdout.splitlines()
