@@ -146,8 +146,9 @@ def test_report_to_a_full_device_names_standard_output(ws: Workspace):
 def in_namespace(ws: Workspace, mount: str, *args: str) -> subprocess.CompletedProcess:
     """Run the CLI in a private mount namespace after the shell commands ``mount``."""
     needs_root()
-    if shutil.which("unshare") is None:
-        pytest.skip("unshare (util-linux) is needed")
+    if shutil.which("unshare") is None or subprocess.run(
+            ["unshare", "--mount", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs a private mount namespace (unshare --mount), to mount a tmpfs")
     command = [sys.executable, "-m", "systraq", "--config-dir", str(ws.config),
                "--state-dir", str(ws.state), *args]
     return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
