@@ -12,13 +12,13 @@ from systraq import __version__
 from systraq.config import (
     DEFAULT_CONFIG_DIR,
     DEFAULT_STATE_DIR,
-    HASH_ALGORITHMS,
     Settings,
     load_settings,
 )
 from systraq.errors import ConfigError, ExitStatus, SystraqError
 from systraq.layout import MODES
 from systraq.render import Terminal
+from systraq.snapshot.hashing import ALGORITHMS
 
 # The core modules are imported by the commands that use them: each cron job loads only
 # what it needs, and starts faster for it.
@@ -69,7 +69,7 @@ def cli(ctx: click.Context, config_dir: Path, state_dir: Path) -> None:
                    "or all.")
 @click.option("--full", is_flag=True, help="Rehash every file instead of reusing hashes of "
               "unchanged ones.")
-@click.option("--hash", "algorithm", type=click.Choice(HASH_ALGORITHMS), default=None,
+@click.option("--hash", "algorithm", type=click.Choice(tuple(ALGORITHMS)), default=None,
               help="Content hash (default from systraq.conf: sha256). xxh3 is fast but not "
                    "collision-resistant.")
 @pass_context
@@ -114,15 +114,13 @@ def report_options(command: click.decorators.FC) -> click.decorators.FC:
 
 def _diff(obj: Context, modes: tuple[str, ...], against_baseline: bool, fmt: str,
           mail: bool | None, no_record: bool) -> int:
+    from systraq.changes.diff import run_diff
     from systraq.changes.report import AGAINST_BASELINE, AGAINST_REPORTED, subject
-    from systraq.changes.track import run_diff
 
-    settings = obj.settings
-    mail = settings.report.mail if mail is None else mail
-    result = run_diff(settings, modes, show=lambda report: obj.terminal.report(report, fmt),
+    result = run_diff(obj.settings, modes, show=lambda report: obj.terminal.report(report, fmt),
                       against=AGAINST_BASELINE if against_baseline else AGAINST_REPORTED,
                       record=not no_record, mail=mail, fmt=fmt)
-    mailed = subject(result.report) if mail and result.report.has_news else None
+    mailed = subject(result.report) if result.mailed and result.report.has_news else None
     obj.terminal.delivery(result.delivery, mailed)
     return int(result.status)
 
@@ -140,7 +138,7 @@ def diff(ctx: click.Context, mode: str | None, against_baseline: bool, fmt: str,
     (or, with --baseline, with the accepted baseline). Exit status: 0 nothing to report (and
     no output), 1 differences reported, 2 trouble.
     """
-    from systraq.changes.track import resolve_modes
+    from systraq.changes.copies import resolve_modes
 
     obj: Context = ctx.obj
     modes = resolve_modes(obj.settings, mode)
@@ -155,7 +153,7 @@ def diff(ctx: click.Context, mode: str | None, against_baseline: bool, fmt: str,
 def check(ctx: click.Context, mode: str | None, against_baseline: bool, fmt: str,
           mail: bool | None, no_record: bool) -> None:
     """Take a snapshot, then diff it (same options as diff)."""
-    from systraq.changes.track import configured_modes
+    from systraq.changes.copies import configured_modes
 
     obj: Context = ctx.obj
     modes = modes_of(mode) if mode else configured_modes(obj.settings)
@@ -174,7 +172,8 @@ def baseline(obj: Context, mode: str | None, paths: tuple[str, ...]) -> None:
     With PATHs (absolute paths or globs; a directory covers everything below it), accept
     only the differences at those paths and leave every other difference standing.
     """
-    from systraq.changes.track import accept_baseline, resolve_modes
+    from systraq.changes.baseline import accept_baseline
+    from systraq.changes.copies import resolve_modes
 
     modes = resolve_modes(obj.settings, mode)
     terminal = obj.terminal
@@ -186,7 +185,9 @@ def baseline(obj: Context, mode: str | None, paths: tuple[str, ...]) -> None:
 @cli.command()
 @click.argument("filelist", required=False, type=click.Path(path_type=Path, dir_okay=False))
 @click.argument("backupdir", required=False, type=click.Path(path_type=Path))
-@click.option("--mail", is_flag=True, help="Mail the report instead of printing it.")
+@click.option("--mail/--no-mail", default=None,
+              help="Send the report by mail instead of printing it (default from "
+                   "systraq.conf: report.mail).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Report as text (what cron mails) or JSON.")
 @click.option("--prune", is_flag=True, help="Only delete dated copies older than "
@@ -194,7 +195,7 @@ def baseline(obj: Context, mode: str | None, paths: tuple[str, ...]) -> None:
 @click.option("--older-than", type=click.FloatRange(min=0), metavar="DAYS",
               help="With --prune: the age in days (default: filetraq.prune_days, 60).")
 @pass_context
-def filetraq(obj: Context, filelist: Path | None, backupdir: Path | None, mail: bool,
+def filetraq(obj: Context, filelist: Path | None, backupdir: Path | None, mail: bool | None,
              fmt: str, prune: bool, older_than: float | None) -> int:
     """Keep the content of the files FILELIST names in the backup store BACKUPDIR.
 
@@ -203,8 +204,7 @@ def filetraq(obj: Context, filelist: Path | None, backupdir: Path | None, mail: 
     path whose content is not tracked (not readable by everyone, symlink, fifo, removed).
     Exit status: 0 nothing to report, 1 something reported, 2 trouble.
     """
-    from systraq.filetraq.job import mail_filetraq, prune_store, run_filetraq
-    from systraq.filetraq.report import filetraq_subject
+    from systraq.filetraq.job import prune_store, run_filetraq
 
     if older_than is not None and not prune:
         raise click.UsageError("--older-than goes with --prune")
@@ -215,13 +215,10 @@ def filetraq(obj: Context, filelist: Path | None, backupdir: Path | None, mail: 
         obj.terminal.prune_summary(prune_store(obj.settings, backupdir, days), days, fmt)
         return ExitStatus.OK
     terminal = obj.terminal
-    if mail or obj.settings.report.mail:
-        report, outcome = mail_filetraq(obj.settings, filelist, backupdir)
-        terminal.delivery(outcome, filetraq_subject(report) if report.items else None)
-        return ExitStatus.TROUBLE if outcome is not None and not outcome.ok else report.status
-    report = run_filetraq(obj.settings, filelist, backupdir,
-                          deliver=lambda report: terminal.filetraq_report(report, fmt))
-    return report.status
+    result = run_filetraq(obj.settings, filelist, backupdir, mail=mail,
+                          show=lambda report: terminal.filetraq_report(report, fmt))
+    terminal.delivery(result.delivery, result.subject)
+    return result.status
 
 
 @cli.command("filetraq-conf")

@@ -20,6 +20,8 @@ RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("snapshot", "workers"): (0, 1024),
     ("mail", "smtp_port"): (1, 65535),
     ("mail", "timeout"): (0.1, 3600),  # seconds: 0 would wait for ever, as would a year
+    ("mail", "max_size"): (0, 1 << 30),  # bytes; 0: no cap
+    ("mail", "dead_after"): (0, 87600),  # hours; 0: retried for ever
     ("filetraq", "max_size"): (0, 1 << 30),  # content is held in memory and diffed
     ("filetraq", "prune_days"): (0, 36500),
     ("filetraq", "dir_mode"): (0o700, 0o777),

@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from systraq.changes.diff import run_diff
 from systraq.changes.report import Report, render_json, render_text
-from systraq.changes.track import run_diff
 from systraq.config import Settings
 from systraq.snapshot.job import take_snapshot
 

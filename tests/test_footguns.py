@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from systraq.config import Settings, SnapshotSettings
-from systraq.errors import ConfigError
-from systraq.snapshot.job import pub_scan_user
+from systraq.config import Settings, SnapshotSettings, load_settings
+from systraq.errors import SystraqError
+from systraq.fs.privilege import pub_account
+from systraq.layout import BASELINE
 
 from .conftest import REPO, Workspace, needs_root
 from .diffkit import settle
@@ -35,8 +36,8 @@ def test_pub_user_root_is_refused_before_anything_is_scanned(ws: Workspace):
 def test_a_uid_0_pub_user_is_refused_even_when_the_settings_do_not_come_from_a_file():
     needs_root()  # only root drops to the pub user
     settings = replace(Settings(), snapshot=SnapshotSettings(pub_user="root"))
-    with pytest.raises(ConfigError, match="has uid 0"):
-        pub_scan_user(settings)
+    with pytest.raises(SystraqError, match="has uid 0"):
+        pub_account(settings)
 
 
 def _difference_under_tree(ws: Workspace) -> None:
@@ -51,7 +52,7 @@ def _difference_under_tree(ws: Workspace) -> None:
                                       "*"])
 def test_baseline_refuses_an_empty_or_relative_path(ws: Workspace, argument: str):
     _difference_under_tree(ws)
-    baseline = ws.state / "baseline_pub.stat"
+    baseline = load_settings(ws.config, ws.state).layout.copy(BASELINE, "pub")
     before = baseline.read_bytes()
     command = [sys.executable, "-m", "systraq", "--config-dir", str(ws.config),
                "--state-dir", str(ws.state), "baseline", argument]

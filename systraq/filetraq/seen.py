@@ -18,11 +18,10 @@ fatal: it is reported as a warning and rebuilt, at the cost of repeating some no
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 from dataclasses import dataclass, field
 
+from systraq.fs.atomic import write_atomic
 from systraq.pathcodec import EscapeError, escape, unescape
 
 NAME = b"seen"
@@ -40,8 +39,23 @@ KINDS = (TRACKED, LARGE, PRIVATE, SYMLINK, SPECIAL, UNREADABLE)
 
 @dataclass(frozen=True)
 class Record:
+    """What a path was when last seen: its kind, and what the notice said about it."""
+
     kind: str
-    detail: str = ""
+    detail: str = ""  # symlink target, file type or error; empty for other kinds
+    size: int = 0  # LARGE: the size and sha256 tracked instead of the content
+    sha256: str = ""
+
+    def field(self) -> str:
+        """The detail column of the memory file (``size sha256`` for a large file)."""
+        return f"{self.size} {self.sha256}" if self.kind == LARGE else self.detail
+
+
+def _record(kind: str, field: str) -> Record:
+    if kind == LARGE:
+        size, sha256 = field.split(" ", 1)
+        return Record(kind, size=int(size), sha256=sha256)
+    return Record(kind, field)
 
 
 @dataclass
@@ -72,7 +86,7 @@ def parse(data: bytes) -> Memory:
         try:
             kind, *fields = raw.decode("utf-8").split("\t")
             if kind == "F" and len(fields) == 3 and fields[1] in KINDS:
-                memory.files[unescape(fields[0])] = Record(
+                memory.files[unescape(fields[0])] = _record(
                     fields[1], unescape(fields[2]).decode("utf-8"))
             elif kind == "U" and len(fields) == 1:
                 memory.unmatched.add(unescape(fields[0]))
@@ -87,7 +101,7 @@ def format_memory(memory: Memory) -> bytes:
     out = [MAGIC]
     for path in sorted(memory.files):
         record = memory.files[path]
-        out.append(f"F\t{escape(path)}\t{record.kind}\t{escape(record.detail.encode())}")
+        out.append(f"F\t{escape(path)}\t{record.kind}\t{escape(record.field().encode())}")
     out.extend(f"U\t{escape(pattern)}" for pattern in sorted(memory.unmatched))
     out.append(f"#end\t{len(memory.files) + len(memory.unmatched)}")
     return ("\n".join(out) + "\n").encode()
@@ -114,20 +128,4 @@ def load(dir_fd: int) -> tuple[Memory, str | None]:
 
 def save(dir_fd: int, memory: Memory) -> None:
     """Replace the memory atomically: temporary file, fsync, rename."""
-    tmp = b".seen." + secrets.token_hex(6).encode() + b".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o600, dir_fd=dir_fd)
-    try:
-        try:
-            data = memoryview(format_memory(memory))
-            while data:
-                data = data[os.write(fd, data):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, NAME, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        os.fsync(dir_fd)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp, dir_fd=dir_fd)
-        raise
+    write_atomic(NAME, format_memory(memory), mode=0o600, dir_fd=dir_fd)

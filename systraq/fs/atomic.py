@@ -68,6 +68,14 @@ class AtomicFile:
         self.temp: bytes | None = None
         self.written = 0
 
+    @classmethod
+    def staged(cls, temp: bytes, target: bytes, dir_fd: int, sync: bool = True
+               ) -> AtomicFile:
+        """A file staged earlier (under ``temp`` in ``dir_fd``), ready to ``publish``."""
+        staged = cls(target, dir_fd=dir_fd, sync=sync)
+        staged.temp = temp
+        return staged
+
     # -- the steps -------------------------------------------------------------------
 
     def open(self) -> AtomicFile:

@@ -20,13 +20,21 @@ PathName = str | bytes | os.PathLike
 
 @contextlib.contextmanager
 def naming(path: PathName) -> Iterator[None]:
-    """Give an OSError raised inside that names no file the name ``path``."""
+    """Give an OSError raised inside that names no file (or only a name relative to a
+    directory descriptor) the name ``path``."""
     try:
         yield
     except OSError as err:
-        if err.filename is None:
+        # A name relative to a directory descriptor means nothing to the reader either.
+        if err.filename is None or _relative(err.filename):
             err.filename = path
+            if _relative(err.filename2):
+                err.filename2 = None
         raise
+
+
+def _relative(name: PathName | None) -> bool:
+    return name is not None and not os.fsencode(name).startswith(b"/")
 
 
 def shown_path(path: PathName) -> str:

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from systraq.errors import StateError
-from systraq.snapshot.listfiles import order_key
-from systraq.snapshot.state import Header, line_key, verify
+from systraq.patterns import order_key
+from systraq.snapshot.state import Header, line_key, open_state, trusted_line_key, verify
 
 log = logging.getLogger("systraq.snapshot.hashcache")
 
@@ -45,7 +45,7 @@ class PreviousSnapshot:
         self.header = header
         self.entries = entries
         self.policy = ReusePolicy(racy_after_ns=header.created_ns - RACY_MARGIN_NS)
-        self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._file = open_state(path)
         self._file.seek(offset)
         self._current: tuple[bytes, bytes, bytes] | None = None  # key, path field, line
         self._advance()
@@ -72,7 +72,7 @@ class PreviousSnapshot:
     @classmethod
     def at(cls, path: Path, header: Header, key: bytes) -> PreviousSnapshot:
         """The same (already verified) snapshot, from its first line at or after ``key``."""
-        with open(path, "rb") as handle:
+        with open_state(path) as handle:
             offset = _first_line_at_or_after(handle, key)
         return cls(path, header, offset=offset)
 
@@ -86,9 +86,7 @@ class PreviousSnapshot:
         if not line:
             self._current = None
             return
-        field = line[: line.index(b"\t")]
-        # The file passed its checksum: a path without escapes is its own key.
-        key = field.replace(b"/", b"\0") if b"\\" not in field else line_key(line)
+        key, field = trusted_line_key(line)
         self._current = (key, field, line)
 
     def take_through(self, last: bytes) -> dict[bytes, bytes]:

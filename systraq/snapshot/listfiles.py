@@ -8,11 +8,9 @@ symlink met on the way is itself the entry, never a way in.
 from __future__ import annotations
 
 import errno
-import fnmatch
 import os
 import posixpath
 import pwd
-import re
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -20,8 +18,8 @@ from pathlib import Path
 
 from systraq.errors import ConfigError
 from systraq.fs.nofollow import DirCache, ThroughSymlink, join
+from systraq.patterns import has_glob, match_name, order_key
 
-_MAGIC = re.compile(rb"[*?[]")
 NAME_MAX = 255  # bytes in one file name, on every Linux file system systraq reads
 
 
@@ -48,11 +46,6 @@ class Selection:
     roots: list[Root]
     unmatched: list[Pattern] = field(default_factory=list)
     unreachable: int = 0  # matches the scanning user may not look at (EACCES)
-
-
-def order_key(path: bytes) -> bytes:
-    """Sort key of a path: component by component, so a directory's subtree stays together."""
-    return path.replace(b"/", b"\0")
 
 
 def _normalise(path: bytes) -> bytes:
@@ -122,13 +115,6 @@ def home_directories() -> list[bytes]:
     return sorted(homes, key=order_key)
 
 
-def _matches(pattern: bytes, name: bytes) -> bool:
-    # As the shell: a leading dot must be matched by a leading dot.
-    if name.startswith(b".") and not pattern.startswith(b"."):
-        return False
-    return fnmatch.fnmatchcase(name, pattern)
-
-
 def expand(pattern: bytes, dirs: DirCache) -> Iterator[bytes]:
     """Yield the existing paths a pattern names, in order; a symlink on the way ends there."""
     parts = [p for p in pattern.split(b"/") if p]
@@ -153,14 +139,14 @@ def _expand(base: bytes, parts: list[bytes], dirs: DirCache) -> Iterator[bytes]:
         if err.errno == errno.ENAMETOOLONG:  # over PATH_MAX: nothing can be there
             return
         raise
-    if _MAGIC.search(head):
+    if has_glob(head):
         try:
             names = sorted(os.fsencode(n) for n in os.listdir(fd))
         except OSError as err:
             if err.errno in (errno.EACCES, errno.EPERM):
                 raise
             return
-        names = [n for n in names if _matches(head, n)]
+        names = [n for n in names if match_name(head, n)]
     else:
         names = [head]
     for name in names:

@@ -34,11 +34,12 @@ from systraq.fs.nofollow import (
     split,
 )
 from systraq.pathcodec import escape, join_field
+from systraq.patterns import order_key
 from systraq.snapshot import examine
 from systraq.snapshot.entry import RACED, UNREADABLE, Entry
 from systraq.snapshot.examine import Examiner, Outcome, Unit
 from systraq.snapshot.hashcache import PreviousSnapshot
-from systraq.snapshot.listfiles import Root, order_key
+from systraq.snapshot.listfiles import Root
 from systraq.snapshot.state import Header, entry_line, parse_entry, stat_columns
 
 # Names per unit (a run of one directory's non-directories).

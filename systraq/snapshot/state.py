@@ -7,11 +7,10 @@ truncated, edited or of another version is refused with its name and line.
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import functools
 import os
 import stat
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,8 +20,9 @@ from typing import BinaryIO
 import xxhash
 
 from systraq.errors import StateError
-from systraq.fs.oserror import naming
+from systraq.fs.atomic import AtomicFile
 from systraq.pathcodec import EscapeError, escape, unescape
+from systraq.patterns import order_key
 from systraq.snapshot.entry import (
     OK,
     STATUSES,
@@ -32,7 +32,6 @@ from systraq.snapshot.entry import (
     group_name,
     user_name,
 )
-from systraq.snapshot.listfiles import order_key
 
 VERSION = 1
 MAGIC = "#systraq-state"
@@ -115,6 +114,18 @@ def line_key(line: bytes) -> bytes:
     return order_key(line_path(line))
 
 
+def trusted_line_key(line: bytes) -> tuple[bytes, bytes]:
+    """(order key, escaped path) of a line from a file that passed its checksum."""
+    field = line[: line.index(b"\t")]
+    return (field.replace(b"/", b"\0") if b"\\" not in field else line_key(line)), field
+
+
+def same_record(line: bytes, path_field: str, columns: str) -> bool:
+    """Whether an entry line records this path with these stat columns, scanned cleanly:
+    the line may then stand for the file as it is (the caller decides about racy times)."""
+    return line.startswith(f"{path_field}\t{columns}\t{OK}\t".encode())
+
+
 def parse_entry(line: str) -> Entry:
     """Parse one entry line (without its newline); raise ValueError when it is malformed."""
     fields = line.split("\t")
@@ -148,30 +159,19 @@ class StateWriter:
                  owner: tuple[int, int] | None = None) -> None:
         self.path = Path(path)
         self.header = header
-        self.private = private
-        self.owner = owner
         self.count = 0
         self._last_key: bytes | None = None
         self._checksum = xxhash.xxh3_128()
-        self._file: BinaryIO | None = None
-        self._tmp: str | None = None
+        self._out = AtomicFile(self.path, mode=0o600 if private else 0o644, owner=owner)
 
     def __enter__(self) -> StateWriter:
-        with naming(self.path):
-            fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
-                                             dir=self.path.parent)
-            os.fchmod(fd, 0o600 if self.private else 0o644)
-            if self.owner is not None:
-                os.fchown(fd, *self.owner)
-            self._file = os.fdopen(fd, "wb", buffering=1 << 16)
-            self._write(format_header(self.header))
+        self._out.open()
+        self._write(format_header(self.header))
         return self
 
     def _write(self, data: bytes) -> None:
-        assert self._file is not None
         self._checksum.update(data)
-        with naming(self.path):  # a full disk says which file
-            self._file.write(data)
+        self._out.write(data)
 
     def add_chunk(self, lines: list[bytes]) -> None:
         """Add entry lines known to be in order among themselves (a scan's output)."""
@@ -197,34 +197,42 @@ class StateWriter:
         self.count += 1
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        assert self._file is not None and self._tmp is not None
+        if exc_type is not None:
+            self._out.discard()
+            return
         try:
-            with naming(self.path):
-                if exc_type is None:
-                    self._file.write(f"#end\tentries={self.count}\t"
-                                     f"xxh3_128={self._checksum.hexdigest()}\n".encode())
-                    self._file.flush()
-                    os.fsync(self._file.fileno())
-                self._file.close()
-                if exc_type is None:
-                    os.replace(self._tmp, self.path)
-                    self._tmp = None
-                    fsync_dir(self.path.parent)
-        finally:
-            if not self._file.closed:  # a failed write or flush: release the descriptor
-                with contextlib.suppress(OSError):
-                    self._file.close()
-            if self._tmp is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(self._tmp)
+            self._out.write(f"#end\tentries={self.count}\t"
+                            f"xxh3_128={self._checksum.hexdigest()}\n".encode())
+            self._out.commit()
+        except BaseException:
+            self._out.discard()
+            raise
 
 
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
+def open_state(path: Path) -> BinaryIO:
+    """Open a state file for reading: never through a symlink, never a FIFO or device.
+
+    Another account may own the file (the pub snapshot): it gets no say in what root opens.
+    """
     try:
-        os.fsync(fd)
-    finally:
+        fd = os.open(path, _OPEN_FLAGS)
+    except FileNotFoundError:
+        raise StateError("no such state file", path) from None
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise StateError("is a symlink, not a state file (refusing to follow it)",
+                             path) from None
+        raise StateError(f"cannot read: {os.strerror(err.errno or 0)}", path) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise StateError("is not a regular file, not a state file", path)
+    except BaseException:
         os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
 
 
 class StateReader:
@@ -236,12 +244,7 @@ class StateReader:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        try:
-            self._file = open(self.path, "rb")  # noqa: SIM115 - closed by close()/iteration
-        except FileNotFoundError:
-            raise StateError("no such state file", self.path) from None
-        except OSError as err:
-            raise StateError(f"cannot read: {os.strerror(err.errno or 0)}", self.path) from None
+        self._file = open_state(self.path)
         self._checksum = xxhash.xxh3_128()
         self.line = 0
         self.entries = 0  # entry lines read so far
