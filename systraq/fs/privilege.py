@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 
 from systraq.config import Settings
 from systraq.errors import ConfigError, LockedError, StateError, SystraqError, shown_path
+from systraq.fs.oserror import describe
 
 _BYTES, _JSON, _ASK, _DONE, _ERROR = b"B", b"J", b"Q", b"D", b"E"
 _HEAD = 9  # kind (1 byte) + payload length (8 bytes)
@@ -153,7 +154,7 @@ def _error_report(err: BaseException) -> list:
         path = shown_path(err.path) if err.path is not None else None
         return [type(err).__name__, err.message, path, err.line]
     if isinstance(err, OSError) and err.errno is not None:
-        # Raised again as itself, so that the message names the file (ENOSPC, EROFS).
+        # With its errno and file, so that the message names the file (ENOSPC, EROFS).
         filename = os.fspath(err.filename) if err.filename is not None else None
         return ["OSError", err.strerror or str(err), filename, err.errno]
     return ["", f"{type(err).__name__}: {err}", None, None]
@@ -216,7 +217,8 @@ class Conversation:
         if error is not None:
             kind, message, path, line = error
             if kind == "OSError" and isinstance(line, int):
-                raise OSError(line, str(message), path)
+                failed = OSError(line, str(message), path)
+                raise PrivilegeError(f"as {self.account.pw_name}: {describe(failed)}")
             cls = _ERRORS.get(kind)
             if cls is not None:
                 raise cls(str(message), path, line if isinstance(line, int) else None)
