@@ -33,6 +33,7 @@ test: lint
 
 bench: venv
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
+	$(VENV)/bin/python bench/contentdiff.py
 
 # Installs the program and its dependencies under LIBDIR (built with this machine's
 # python3, which the launcher in BINDIR then runs in isolated mode), the man pages, the

@@ -15,7 +15,7 @@ from systraq.config import (
     Settings,
     load_settings,
 )
-from systraq.errors import ExitStatus, SystraqError
+from systraq.errors import ConfigError, ExitStatus, SystraqError
 from systraq.layout import MODES
 from systraq.render import Terminal
 from systraq.snapshot.hashing import ALGORITHMS
@@ -87,6 +87,10 @@ def _snapshot(obj: Context, modes: tuple[str, ...], full: bool = False,
             result = take_snapshot(obj.settings, each, algorithm=algorithm, full=full,
                                    progress=progress)
         obj.terminal.snapshot_summary(result)
+        for pattern in result.unmatched:  # lines that can never match: every run says so
+            if pattern.problem:
+                obj.terminal.warning(str(ConfigError(pattern.problem, pattern.source,
+                                                     pattern.line)))
 
 
 def report_options(command: click.decorators.FC) -> click.decorators.FC:
@@ -306,8 +310,40 @@ def sums(obj: Context, update: bool, dirs: tuple[Path, ...]) -> int:
     return ExitStatus.OK
 
 
+def _claim_standard_streams() -> list[int]:
+    """Put /dev/null on each of descriptors 0-2 that is closed; return those that were.
+
+    Else the next file opened would get that number, and a report printed to standard
+    output would land in whatever file it was (a state file, a lock).
+    """
+    closed = []
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.append(fd)
+    for fd in closed:
+        null = os.open(os.devnull, os.O_RDWR)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+    if 2 in closed:
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 (the process's own stderr)
+    return closed
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one handler turns every error into one line on stderr and exit 2."""
+    closed = _claim_standard_streams()
+    if 1 in closed:
+        # Nothing could be reported, and a report not seen must not be recorded as seen.
+        print("systraq: standard output is closed: nothing could be reported",
+              file=sys.stderr, flush=True)
+        sys.exit(ExitStatus.TROUBLE)
+    from systraq.fs.oserror import NamedStream
+
+    # A write error on standard output (a full disk, /dev/full) says where it happened.
+    sys.stdout = NamedStream(sys.stdout, "standard output")  # type: ignore[assignment]
     terminal = Terminal()
     try:
         status = cli.main(args=argv, prog_name="systraq", standalone_mode=False)
@@ -331,8 +367,9 @@ def main(argv: list[str] | None = None) -> None:
         os.dup2(devnull, sys.stdout.fileno())
         status = ExitStatus.OK
     except OSError as err:
-        where = f"{err.filename}: " if err.filename else ""
-        terminal.error(f"{where}{err.strerror or err}")
+        from systraq.fs.oserror import describe
+
+        terminal.error(describe(err))
         status = ExitStatus.TROUBLE
     except Exception as err:
         if os.environ.get("SYSTRAQ_DEBUG"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from systraq.changes.compare import DEFAULT_FIELDS, REPORTABLE_FIELDS
+from systraq.configcheck import check as check_value
 from systraq.errors import ConfigError
 from systraq.filetraq.contentdiff import ORDERS, STYLES
 from systraq.layout import SYSTRAQ_CONF, Layout
@@ -138,6 +140,8 @@ def _coerce(value: Any, default: Any, name: str) -> Any:
     if isinstance(default, (int, float)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise TypeError(f"{name} must be a number, 0 or more")
+        if not math.isfinite(value):  # TOML has inf and nan; 1e400 is inf too
+            raise TypeError(f"{name} must be a finite number (found {value})")
         if isinstance(default, int) and value != int(value):
             raise TypeError(f"{name} must be a whole number")
         return type(default)(value)
@@ -183,6 +187,10 @@ def parse_settings(text: str, path: Path, config_dir: Path, state_dir: Path) -> 
             try:
                 value = _coerce(value, known[key].default, f"{section}.{key}")
             except TypeError as err:
+                raise ConfigError(str(err), path, line) from None
+            try:
+                check_value(section, key, value)
+            except ValueError as err:
                 raise ConfigError(str(err), path, line) from None
             choices = _CHOICES.get((section, attr))
             if choices and value not in choices:

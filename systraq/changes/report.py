@@ -1,8 +1,9 @@
 """Change reports: what a diff found, as data, plain text (cron, mail) and JSON.
 
 A report never holds file content: only metadata, hashes and link targets. Paths and
-targets are shown in the state file's escaped form (``pathcodec.escape``), so a name with a
-newline or invalid UTF-8 cannot forge a line of the report.
+targets are shown in the state file's escaped form (``pathcodec.escape``), and so are user,
+group and host names (``show_text``), so a name with a newline, invalid UTF-8 or an
+invisible character cannot forge a line of the report or hide in it.
 """
 
 from __future__ import annotations
@@ -276,8 +277,8 @@ def json_fields(change: Change) -> dict[str, dict[str, object]]:
                                    "new": json_value(name, after)}
         if name in ("uid", "gid"):
             attr = "user" if name == "uid" else "group"
-            item["old_name"] = getattr(change.old, attr) if change.old else None
-            item["new_name"] = getattr(change.new, attr) if change.new else None
+            item["old_name"] = show_text(getattr(change.old, attr)) if change.old else None
+            item["new_name"] = show_text(getattr(change.new, attr)) if change.new else None
         out[name] = item
     return out
 
@@ -297,8 +298,8 @@ def render_json(report: Report) -> str:
         })
     changes = [{"mode": mode, "path": escape(change.path), "kind": change.kind,
                 "fields": json_fields(change)} for mode, change in report.changes]
-    document = {"version": JSON_VERSION, "host": report.host, "against": report.against,
-                "modes": modes, "changes": changes}
+    document = {"version": JSON_VERSION, "host": show_text(report.host),
+                "against": report.against, "modes": modes, "changes": changes}
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 

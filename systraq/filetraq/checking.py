@@ -16,8 +16,8 @@ from typing import Any
 
 from systraq.config import Settings
 from systraq.filetraq import seen
+from systraq.filetraq.contentdiff import TooCostly, is_binary
 from systraq.filetraq.contentdiff import diff as content_diff
-from systraq.filetraq.contentdiff import is_binary
 from systraq.filetraq.listing import Gone, Listed, Lister
 from systraq.filetraq.report import Event, FiletraqReport, Item, Version
 from systraq.filetraq.store import Store, StoreError, dated_name
@@ -100,7 +100,8 @@ class Checker:
                 continue
             self.memory.unmatched.add(pattern.text)
             self._item(pattern.text, Event.UNMATCHED,
-                       where=f"{pattern.source}, line {pattern.line}")
+                       where=f"{pattern.source}, line {pattern.line}"
+                       + (f": {pattern.problem}" if pattern.problem else ""))
 
     def _item(self, path: bytes, event: Event, **fields: Any) -> None:
         self.report.items.append(Item(path, event, **fields))
@@ -236,11 +237,17 @@ class Checker:
                        reason=reason)
             return
         ft = self.settings.filetraq
-        lines = content_diff(orig.content, content.data,
-                             old_label=escape(self.store.shown(path)),
-                             new_label=escape(path), old_time_ns=orig.mtime_ns,
-                             new_time_ns=content.st.st_mtime_ns, style=ft.diff_style,
-                             order=ft.diff_order)
+        try:
+            lines = content_diff(orig.content, content.data,
+                                 old_label=escape(self.store.shown(path)),
+                                 new_label=escape(path), old_time_ns=orig.mtime_ns,
+                                 new_time_ns=content.st.st_mtime_ns, style=ft.diff_style,
+                                 order=ft.diff_order)
+        except TooCostly as err:
+            # Content anyone can write must not stall the run: say less instead.
+            self._item(path, Event.BINARY_CHANGED, old=old, new=new, kept_as=kept,
+                       reason=f"too many differences to diff within {err.limit:,} steps")
+            return
         self._item(path, Event.CHANGED, old=old, new=new, kept_as=kept, diff=tuple(lines))
 
     def _next_dated(self, path: bytes) -> bytes:

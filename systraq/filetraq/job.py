@@ -41,6 +41,7 @@ from systraq.filetraq.report import (
 from systraq.filetraq.store import META, PruneResult, Store, hand_over
 from systraq.fs.lock import locked
 from systraq.fs.nofollow import DirCache
+from systraq.fs.oserror import naming
 from systraq.fs.privilege import Channel, Question, converse_as, pub_account, run_as
 from systraq.snapshot.listfiles import Pattern, parse_list
 from systraq.statedir import own_dir, pub_dir_for
@@ -172,7 +173,8 @@ def _run(channel: Channel | None, settings: Settings, patterns: list[Pattern],
                         show(report)
                     failures = Committer(checker).commit()
                 if checker.memory != memory:
-                    seen.save(meta, checker.memory)
+                    with naming(backupdir / os.fsdecode(META) / os.fsdecode(seen.NAME)):
+                        seen.save(meta, checker.memory)
         finally:
             os.close(meta)
     runlog.record(settings.layout, "filetraq", None, not failures)

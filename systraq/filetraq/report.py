@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from systraq.errors import ExitStatus
-from systraq.pathcodec import escape
+from systraq.pathcodec import escape, show_name
 from systraq.patterns import order_key
 
 
@@ -191,7 +191,8 @@ def report_from_wire(data: dict[str, Any]) -> FiletraqReport:
 def filetraq_subject(report: FiletraqReport) -> str:
     """``[Systraq] HOST: filetraq, 2 files`` (the mail's subject)."""
     count = len(report.items)
-    return f"[Systraq] {socket.gethostname()}: filetraq, {count} file{'s' if count != 1 else ''}"
+    host = show_name(socket.gethostname())
+    return f"[Systraq] {host}: filetraq, {count} file{'s' if count != 1 else ''}"
 
 
 def format_text(report: FiletraqReport) -> str:
