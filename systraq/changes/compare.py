@@ -9,7 +9,9 @@ types: ``size`` and ``hash`` are compared for regular files only (a directory's 
 with its entries), ``perms`` not for symlinks (always 0777 on Linux), ``target`` only where
 a symlink is involved. The scan ``status`` is always compared: an entry that could not be
 read, or changed while it was scanned, is reported as such once, and its content is not
-compared on that basis.
+compared on that basis; one whose content was hashed only up to the per-file cap
+(``partial``) is compared with another such hash, and its ctime is compared too, since a
+write past the hashed bytes shows nowhere else.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import operator
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from systraq.snapshot.entry import OK, Entry
+from systraq.snapshot.entry import HASHED_STATUSES, OK, PARTIAL, Entry
 from systraq.snapshot.listfiles import order_key
 from systraq.snapshot.state import StateReader
 
@@ -69,8 +71,11 @@ def comparable(name: str, old: Entry, new: Entry, compare_hash: bool = True) -> 
     if name == "size":
         return old.type == "f" and new.type == "f"
     if name == "hash":
-        return (compare_hash and old.type == "f" and new.type == "f" and old.status == OK
-                and new.status == OK and bool(old.hash) and bool(new.hash))
+        # A whole hash and one of the first bytes only (status partial) mean different
+        # things: the status change is what is reported then.
+        return (compare_hash and old.type == "f" and new.type == "f"
+                and old.status == new.status and old.status in HASHED_STATUSES
+                and bool(old.hash) and bool(new.hash))
     if name == "perms":
         return old.type != "l" and new.type != "l"
     if name == "target":
@@ -89,6 +94,11 @@ def changed_fields(old: Entry, new: Entry, fields: Sequence[str],
                 out[name] = (before, after)
     if old.status != new.status:
         out["status"] = (old.status, new.status)
+    elif old.status == PARTIAL and old.type == new.type == "f" and not out \
+            and old.ctime_ns != new.ctime_ns:
+        # The hash covers the first bytes only: a write past them shows in ctime alone
+        # (utime() can put mtime back, not ctime).
+        out["ctime"] = (old.ctime_ns, new.ctime_ns)
     return out
 
 
@@ -150,7 +160,8 @@ def compare(old: Iterable[Entry], new: Iterable[Entry], fields: Sequence[str],
     # Fast path: most entries are unchanged in every compared attribute.
     same = operator.attrgetter(*(ATTRIBUTES[name] for name in (*fields, "status")))
     for a, b in merge(old, new):
-        if a is not None and b is not None and same(a) == same(b):
+        if a is not None and b is not None and same(a) == same(b) and \
+                (a.status != PARTIAL or a.ctime_ns == b.ctime_ns):
             continue
         change = difference(a, b, fields, compare_hash)
         if change is not None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from systraq.changes.compare import ADDED, CHANGED, KINDS, REMOVED, Change
 from systraq.pathcodec import escape
-from systraq.snapshot.entry import OK, RACED, TYPE_NAMES, UNREADABLE, Entry
+from systraq.snapshot.entry import OK, PARTIAL, RACED, TYPE_NAMES, UNREADABLE, Entry
 from systraq.snapshot.state import Header
 
 AGAINST_REPORTED = "reported"
@@ -25,7 +25,9 @@ FIELD_ORDER = ("status", "type", "hash", "size", "perms", "uid", "gid", "target"
                "ctime", "ino", "dev", "nlink")
 _LABELS = {"mtime": "mtime", "ctime": "ctime", "ino": "inode", "dev": "device",
            "nlink": "links"}
-_STATUS_WORDS = {UNREADABLE: "unreadable", RACED: "changing while scanned", OK: "readable"}
+_STATUS_WORDS = {UNREADABLE: "unreadable", RACED: "changing while scanned", OK: "readable",
+                 PARTIAL: "hashed only in part"}
+_PARTIAL_WORDS = "content hashed only in part (over snapshot.hash_limit)"
 
 
 @dataclass
@@ -123,6 +125,8 @@ def describe_change(change: Change) -> list[str]:
                 lines.append("could not be read (content not checked)")
             elif after == RACED:
                 lines.append("changed while being scanned (content not checked)")
+            elif after == PARTIAL:
+                lines.append(f"{_PARTIAL_WORDS} from now on; content not compared")
             else:
                 lines.append(f"scanned cleanly again (was {_STATUS_WORDS.get(str(before))}; "
                              "content not compared)")
@@ -152,8 +156,8 @@ def describe_entry(entry: Entry, fields: dict[str, tuple[object, object]]) -> st
     if "target" in fields and entry.target is not None:
         text += f", → {escape(entry.target)}"
     if entry.status != OK:
-        text += ", " + ("unreadable" if entry.status == UNREADABLE
-                        else "changed while being scanned")
+        text += ", " + {UNREADABLE: "unreadable", PARTIAL: _PARTIAL_WORDS}.get(
+            entry.status, "changed while being scanned")
     return text
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import fnmatch
-import hashlib
 import os
 import re
 import stat
@@ -49,11 +48,11 @@ from systraq.fs.nofollow import (
     same_file,
     split,
 )
+from systraq.fs.readlimit import read_limited
 from systraq.pathcodec import escape
 from systraq.snapshot.entry import TYPE_LETTERS, TYPE_NAMES
 from systraq.snapshot.listfiles import Pattern, expand, order_key, parse_list
 
-_CHUNK = 1 << 20
 _MAGIC = re.compile(rb"[*?[]")
 _READ_ATTEMPTS = 3
 
@@ -72,9 +71,9 @@ class _Found:
 @dataclass
 class _Content:
     st: os.stat_result  # fstat of what was read
-    sha256: str
+    sha256: str  # of the content, or of its first max_size bytes when data is None
     size: int
-    data: bytes | None  # None: over the size limit, hashed only
+    data: bytes | None  # None: over the size limit, only its first max_size bytes hashed
 
 
 @dataclass
@@ -479,18 +478,20 @@ class _Job:
             self._unreadable(path, err)
             return
         before = self.old.files.get(path)
-        new = Version(content.size, content.sha256)
         if content.data is None:
-            record = seen.Record(seen.LARGE, f"{content.size} {content.sha256}")
+            new = Version(content.size, content.sha256, first=self.limit)
+            record = seen.Record(seen.LARGE, f"{content.size} {self.limit} {content.sha256}")
             if before is not None and before.kind == seen.LARGE:
-                if before != record:
-                    size, digest = before.detail.split(" ", 1)
-                    self._item(path, Event.LARGE_CHANGED, old=Version(int(size), digest),
-                               new=new)
+                old = _large_version(before)
+                # A record from before the limit applied to hashing (the whole file's
+                # hash) cannot be compared: it is replaced without a notice.
+                if old is not None and before != record:
+                    self._item(path, Event.LARGE_CHANGED, old=old, new=new)
                 self.memory.files[path] = record
             else:
                 self._status(path, record, Event.LARGE, detail=str(self.limit), new=new)
             return
+        new = Version(content.size, content.sha256)
         self.memory.files[path] = seen.Record(seen.TRACKED)
         self._compare(path, content, new, before)
 
@@ -509,10 +510,10 @@ class _Job:
             return
         if before is not None and before.kind != seen.TRACKED:
             self._item(path, Event.TRACKED, was=before.kind)
-        if orig.sha256 == content.sha256:
+        if orig.content is not None and orig.sha256 == content.sha256:
             return
         kept = self._next_dated(path)
-        old = Version(orig.size, orig.sha256)
+        old = Version(orig.size, orig.sha256, first=0 if orig.content is not None else self.limit)
         self.actions.append(_Action(path, content.sha256, orig.sha256))
         if orig.content is None or is_binary(orig.content, content.data):
             detail = "" if orig.content is not None else \
@@ -574,18 +575,8 @@ class _Job:
         raise _Raced()
 
     def _read_fd(self, fd: int, opened: os.stat_result) -> _Content:
-        hasher = hashlib.sha256()
-        chunks: list[bytes] = []
-        size = 0
-        keep = True
-        while chunk := os.read(fd, _CHUNK):
-            hasher.update(chunk)
-            size += len(chunk)
-            if keep:
-                chunks.append(chunk)
-                if size > self.limit:
-                    keep, chunks = False, []
-        return _Content(opened, hasher.hexdigest(), size, b"".join(chunks) if keep else None)
+        got = read_limited(fd, opened.st_size, self.limit)
+        return _Content(opened, got.sha256, opened.st_size, got.data)
 
     # -- committing ------------------------------------------------------------------
 
@@ -628,7 +619,7 @@ class _Job:
         if content.sha256 != action.sha256 or content.data is None:
             raise _Raced()
         if action.previous_sha256 is not None:
-            orig = self.store.read_orig(action.path, 0)
+            orig = self.store.read_orig(action.path, self.limit)
             if orig is None or orig.sha256 != action.previous_sha256:
                 raise _Raced()  # another filetraq recorded something meanwhile
         elif self.store.exists(action.path, b"orig"):
@@ -636,6 +627,14 @@ class _Job:
         return self.store.stage(action.path, content.data, content.st,
                                 keep_previous=action.previous_sha256 is not None,
                                 when=self.when)
+
+
+def _large_version(record: seen.Record) -> Version | None:
+    """The size and first-bytes hash a LARGE record holds (None: an older whole-file record)."""
+    parts = record.detail.split(" ")
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+        return None
+    return Version(int(parts[0]), parts[2], first=int(parts[1]))
 
 
 def _covers(pattern: bytes, path: bytes) -> bool:

@@ -6,7 +6,7 @@ per path, replaced atomically and only when something changed::
     #systraq-filetraq-seen	1
     F	/etc/hosts	tracked	(empty detail)
     F	/etc/shadow	private	(empty detail)
-    F	/srv/disk.img	large	4194304 9f86d0...
+    F	/srv/disk.img	large	4194304 1048576 9f86d0...
     F	/etc/localtime	symlink	/usr/share/zoneinfo/Etc/UTC
     U	/etc/nothing*
     #end	5
@@ -30,7 +30,8 @@ MAGIC = "#systraq-filetraq-seen\t1"
 
 # Kinds of what a listed path is, as far as filetraq is concerned.
 TRACKED = "tracked"  # world-readable regular file: content in the store
-LARGE = "large"  # world-readable, over the size limit: tracked by hash (detail: size hash)
+# world-readable, over the size limit (detail: size, N, the sha256 of the first N bytes)
+LARGE = "large"
 PRIVATE = "private"  # not readable by everyone (mode or a directory on the way)
 SYMLINK = "symlink"  # never followed (detail: target)
 SPECIAL = "special"  # fifo, socket, device (detail: type name)

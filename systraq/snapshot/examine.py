@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 from systraq.fs.nofollow import open_file_at, same_file
 from systraq.pathcodec import escape, join_field
-from systraq.snapshot.entry import RACED, UNREADABLE
+from systraq.snapshot.entry import PARTIAL, RACED, UNREADABLE
 from systraq.snapshot.hashcache import ReusePolicy
-from systraq.snapshot.hashing import hash_fd, new_hasher
-from systraq.snapshot.state import entry_line, stat_columns
+from systraq.snapshot.hashing import DEFAULT_LIMIT, hash_fd, new_hasher
+from systraq.snapshot.state import entry_line, reusable, stat_columns
 
 # Files at least this large are hashed on the pool; smaller ones cost less to hash here
 # than to hand over.
@@ -29,7 +29,7 @@ _GONE = (errno.ENOENT,)
 _REPLACED = (errno.ELOOP, errno.ENOTDIR, errno.ESTALE, errno.EINVAL, errno.ENXIO)
 
 # What became of one name, for the scan's counts.
-HASHED, REUSED, PLAIN, UNREADABLE_, RACED_, VANISHED, UNREACHABLE = range(7)
+HASHED, REUSED, PLAIN, UNREADABLE_, RACED_, VANISHED, UNREACHABLE, PARTIAL_ = range(8)
 
 
 @dataclass
@@ -43,16 +43,17 @@ class Unit:
     previous: dict[bytes, bytes]
 
 
-# (line or None, outcome, bytes of regular file content seen)
+# (line or None, outcome, bytes of regular file content seen: read when hashed)
 Outcome = tuple[bytes | None, int, int]
 
 
 class Examiner:
     def __init__(self, algorithm: str, policy: ReusePolicy | None,
-                 pool: ThreadPoolExecutor | None) -> None:
+                 pool: ThreadPoolExecutor | None, hash_limit: int = DEFAULT_LIMIT) -> None:
         self.factory = new_hasher(algorithm)
         self.policy = policy
         self.pool = pool
+        self.hash_limit = hash_limit
         self.euid = os.geteuid()  # created after any privilege drop
 
     def examine(self, unit: Unit) -> list[Outcome | Future[Outcome]]:
@@ -69,8 +70,7 @@ class Examiner:
         columns = stat_columns(st)
         mode = st.st_mode
         previous = previous_lines.get(field.encode()) if previous_lines else None
-        same_record = previous is not None and \
-            previous.startswith(f"{field}\t{columns}\tok\t".encode())
+        same_record = reusable(previous, field, columns)
         if stat.S_ISREG(mode):
             # Reuse needs the whole stat record unchanged and the file not racy.
             if same_record and self.policy is not None and \
@@ -109,8 +109,9 @@ class Examiner:
         if not _same_record(opened, st):
             columns = stat_columns(opened)
         if self.pool is not None and opened.st_size >= THREAD_MIN_SIZE:
-            return self.pool.submit(_hash_open_file, fd, opened, field, columns, self.factory)
-        return _hash_open_file(fd, opened, field, columns, self.factory)
+            return self.pool.submit(_hash_open_file, fd, opened, field, columns, self.factory,
+                                    self.hash_limit)
+        return _hash_open_file(fd, opened, field, columns, self.factory, self.hash_limit)
 
 
 def _same_record(a: os.stat_result, b: os.stat_result) -> bool:
@@ -119,14 +120,14 @@ def _same_record(a: os.stat_result, b: os.stat_result) -> bool:
                             b.st_ctime_ns, b.st_nlink)
 
 
-def _hash_open_file(fd: int, opened: os.stat_result, field: str, columns: str, factory
-                    ) -> Outcome:
+def _hash_open_file(fd: int, opened: os.stat_result, field: str, columns: str, factory,
+                    limit: int) -> Outcome:
     """Hash a file opened and checked by the caller (``columns`` from ``opened``); close it.
 
     Runs on any thread.
     """
     try:
-        digest = hash_fd(fd, factory, opened.st_size)
+        digest = hash_fd(fd, factory, opened, limit)
         after = os.fstat(fd)
     except OSError as err:
         return _failed(err, field, columns, opened.st_size)
@@ -134,8 +135,10 @@ def _hash_open_file(fd: int, opened: os.stat_result, field: str, columns: str, f
         os.close(fd)
     if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != \
             (opened.st_size, opened.st_mtime_ns, opened.st_ctime_ns):
-        return entry_line(field, columns, RACED), RACED_, opened.st_size
-    return entry_line(field, columns, digest=digest), HASHED, opened.st_size
+        return entry_line(field, columns, RACED), RACED_, digest.read
+    if not digest.complete:
+        return entry_line(field, columns, PARTIAL, digest.value), PARTIAL_, digest.read
+    return entry_line(field, columns, digest=digest.value), HASHED, digest.read
 
 
 def _failed(err: OSError, field: str, columns: str, size: int) -> Outcome:

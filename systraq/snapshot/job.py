@@ -98,7 +98,8 @@ def take_snapshot(settings: Settings, mode: str, *, algorithm: str | None = None
         header = Header(host=socket.gethostname(), mode=mode, created_ns=created_ns,
                         hash=algorithm, lists=plan.sources,
                         full_rehash_ns=previous.header.full_rehash_ns if previous else created_ns)
-        scanner = Scanner(algorithm, settings.snapshot.workers, previous, progress)
+        scanner = Scanner(algorithm, settings.snapshot.workers, previous, progress,
+                          hash_limit=settings.snapshot.hash_limit)
         # A pub snapshot root takes by hand belongs to the pub account, whose hourly job
         # replaces it next (in a sticky state dir it could not otherwise).
         with contextlib.closing(previous) if previous else contextlib.nullcontext(), \

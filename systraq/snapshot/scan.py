@@ -38,6 +38,7 @@ from systraq.snapshot import examine
 from systraq.snapshot.entry import RACED, UNREADABLE, Entry
 from systraq.snapshot.examine import Examiner, Outcome, Unit
 from systraq.snapshot.hashcache import PreviousSnapshot
+from systraq.snapshot.hashing import DEFAULT_LIMIT
 from systraq.snapshot.listfiles import Root, order_key
 from systraq.snapshot.state import Header, entry_line, parse_entry, stat_columns
 
@@ -69,6 +70,7 @@ class ScanStats:
     raced: int = 0
     vanished: int = 0
     unreachable: int = 0
+    partial: int = 0  # files hashed only up to snapshot.hash_limit
     sizes: int = 0
 
 
@@ -78,8 +80,10 @@ class Scanner:
     def __init__(self, algorithm: str, workers: int = 0,
                  previous: PreviousSnapshot | None = None,
                  progress: Progress | None = None,
-                 pseudo_devices: frozenset[int] | None = None) -> None:
+                 pseudo_devices: frozenset[int] | None = None,
+                 hash_limit: int = DEFAULT_LIMIT) -> None:
         self.algorithm = algorithm
+        self.hash_limit = hash_limit
         self.workers = workers or os.cpu_count() or 1
         self.previous = previous
         self.progress = progress
@@ -106,7 +110,7 @@ class Scanner:
                 ProcessPoolExecutor(self.workers, multiprocessing.get_context("fork")) as pool:
             def fan_out(subtree: Subtree) -> Future[SubtreeResult]:
                 return pool.submit(scan_subtree, subtree, self.algorithm, previous,
-                                   self.pseudo_devices, scratch)
+                                   self.pseudo_devices, scratch, self.hash_limit)
             yield from self._chunks(self._walk(roots), fan_out)
 
     def _chunks(self, walk: Iterator[bytes | Unit | Subtree],
@@ -115,7 +119,7 @@ class Scanner:
         policy = self.previous.policy if self.previous else None
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="hash") \
             if self.workers > 1 and fan_out is None else None
-        examiner = Examiner(self.algorithm, policy, pool)
+        examiner = Examiner(self.algorithm, policy, pool, self.hash_limit)
         pending: deque[bytes | Outcome | Future] = deque()
         in_flight = subtrees = 0
         limit = IN_FLIGHT_PER_THREAD * self.workers
@@ -201,9 +205,10 @@ class Scanner:
         line, outcome, size = item
         stats = self.stats
         stats.sizes += size
-        if outcome == examine.HASHED:
+        if outcome == examine.HASHED or outcome == examine.PARTIAL_:
             stats.files_hashed += 1
             stats.bytes_hashed += size
+            stats.partial += outcome == examine.PARTIAL_
         elif outcome == examine.REUSED:
             stats.hashes_reused += 1
         elif outcome == examine.UNREADABLE_:
@@ -395,14 +400,16 @@ class SubtreeResult:
 
 
 def scan_subtree(subtree: Subtree, algorithm: str, previous: tuple[Path, Header] | None,
-                 pseudo_devices: frozenset[int], scratch: str) -> SubtreeResult:
+                 pseudo_devices: frozenset[int], scratch: str, hash_limit: int
+                 ) -> SubtreeResult:
     """Worker process: scan one subtree into a file of lines in ``scratch``."""
     cursor = None
     if previous is not None:
         cursor = PreviousSnapshot.at(*previous, order_key(join(subtree.parent, subtree.name)))
     # Two threads: a large file hashes on the second while this one goes on (a worker with
     # one huge subtree then still gets help from an idle core).
-    scanner = Scanner(algorithm, workers=2, previous=cursor, pseudo_devices=pseudo_devices)
+    scanner = Scanner(algorithm, workers=2, previous=cursor, pseudo_devices=pseudo_devices,
+                      hash_limit=hash_limit)
     scanner.parallel = False
     handle, output = tempfile.mkstemp(dir=scratch, suffix=".lines")
     with os.fdopen(handle, "wb", buffering=1 << 16) as out, DirCache() as dirs:

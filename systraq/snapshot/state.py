@@ -1,8 +1,11 @@
-"""State files, format version 1: a header, one entry per line sorted by path, a trailer.
+"""State files, format version 2: a header, one entry per line sorted by path, a trailer.
 
 Written to a temporary file in the same directory, fsynced and renamed into place, so a
 crash or a full disk leaves the previous file intact. Read strictly: a file that is
-truncated, edited or of another version is refused with its name and line.
+truncated, edited or of a version this module does not know is refused with its name and
+line. Version 1 files (written by earlier systraq) are still read. Every knowledge of the
+line format lives here: other modules build lines with ``entry_line`` and ask
+``reusable`` whether a previous line may be kept.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from systraq.errors import StateError
 from systraq.pathcodec import EscapeError, escape, unescape
 from systraq.snapshot.entry import (
     OK,
+    PARTIAL,
     STATUSES,
     TYPE_LETTERS,
     TYPE_NAMES,
@@ -33,7 +37,8 @@ from systraq.snapshot.entry import (
 )
 from systraq.snapshot.listfiles import order_key
 
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MAGIC = "#systraq-state"
 COLUMNS = ("path", "type", "perms", "uid", "user", "gid", "group", "size", "mtime_ns",
            "ctime_ns", "dev", "ino", "nlink", "status", "hash", "target")
@@ -84,6 +89,19 @@ def stat_columns(st: os.stat_result) -> str:
             f"\t{st.st_uid}\t{_user_field(st.st_uid)}\t{st.st_gid}\t{_group_field(st.st_gid)}"
             f"\t{st.st_size}\t{st.st_mtime_ns}\t{st.st_ctime_ns}\t{st.st_dev}\t{st.st_ino}"
             f"\t{st.st_nlink}")
+
+
+# What may follow a path and its stat columns in a line whose hash can be kept.
+_KEEPABLE = (f"\t{OK}\t".encode(), f"\t{PARTIAL}\t".encode())
+
+
+def reusable(previous: bytes | None, path_field: str, columns: str) -> bool:
+    """Whether ``previous`` (a line of the previous snapshot, or None) records ``path_field``
+    with exactly these stat columns and a content hash or link target that may be kept."""
+    if previous is None:
+        return False
+    prefix = f"{path_field}\t{columns}".encode()
+    return previous.startswith(prefix) and previous.startswith(_KEEPABLE, len(prefix))
 
 
 def entry_line(path_field: str, columns: str, status: str = OK, digest: str = "",
@@ -272,9 +290,11 @@ class StateReader:
         if first is None or not first.startswith(MAGIC + "\t"):
             raise self._error("not a systraq state file")
         version = first.split("\t", 1)[1]
-        if version != str(VERSION):
+        if version not in {str(v) for v in READABLE_VERSIONS}:
             raise self._error(f"state format version {version} is not understood by this "
-                              f"systraq (it reads version {VERSION})")
+                              f"systraq (it reads versions "
+                              f"{', '.join(map(str, READABLE_VERSIONS))})")
+        self.version = int(version)
         values: dict[str, list[str]] = {}
         while "columns" not in values:
             text = self._next_line()
