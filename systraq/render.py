@@ -125,6 +125,8 @@ class Terminal:
                  f"({human_size(stats.bytes_hashed)})"]
         if stats.hashes_reused:
             parts.append(f"{stats.hashes_reused:,} hashes reused")
+        if stats.rehashed:
+            parts.append(f"{stats.rehashed:,} read again (rolling rehash)")
         for count, what in ((stats.unreadable, "unreadable"), (stats.partial, "hashed only "
                             "in part (snapshot.hash_limit)"), (stats.raced, "changed while "
                             "scanned"), (result.unreachable, "not reachable as "

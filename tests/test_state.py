@@ -13,8 +13,10 @@ from systraq.snapshot.entry import STATUSES, TYPE_LETTERS, Entry
 from systraq.snapshot.listfiles import order_key
 from systraq.snapshot.state import Header, StateWriter, read_state
 
+from .statekit import write_v1
+
 HEADER = Header(host="host\tname", mode="pub", created_ns=1_795_000_000_123_456_789,
-                hash="sha256", full_rehash_ns=1_795_000_000_000_000_000,
+                hash="sha256", rehash_interval_ns=86_400_000_000_000,
                 lists=(b"/etc/systraq/snapshot_pub.list", b"/odd\nlist"))
 
 names = st.binary(min_size=1, max_size=12).filter(lambda b: b"/" not in b)
@@ -133,3 +135,16 @@ def test_rename_replaces_a_planted_symlink_instead_of_following_it(tmp_path: Pat
     write(tmp_path / "snapshot_root.stat", [])
     assert victim.read_text() == "precious"
     assert not (tmp_path / "snapshot_root.stat").is_symlink()
+
+
+def test_version_1_files_are_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "snapshot_pub.stat"
+    write_v1(path, ["/etc\td\t0755\t0\troot\t0\troot\t4096\t1\t2\t3\t4\t5\tok\t\t",
+                    "/etc/hosts\tf\t0644\t0\troot\t0\troot\t9\t1\t2\t3\t5\t1\tok\t"
+                    + "ab" * 32 + "\t"],
+             created_ns=1_795_000_000_000_000_000, full_rehash_ns=1_794_999_000_000_000_000)
+    header, read = read_state(path)
+    assert (header.created_ns, header.full_rehash_ns) == (1_795_000_000_000_000_000,
+                                                          1_794_999_000_000_000_000)
+    assert [e.path for e in read] == [b"/etc", b"/etc/hosts"]
+    assert read[1].hash == "ab" * 32 and read[1].size == 9

@@ -55,6 +55,7 @@ class Examiner:
         self.pool = pool
         self.hash_limit = hash_limit
         self.euid = os.geteuid()  # created after any privilege drop
+        self.rehashed = 0  # unchanged files read again by the rolling rehash
 
     def examine(self, unit: Unit) -> list[Outcome | Future[Outcome]]:
         """One outcome per name, in order; large files' outcomes as futures."""
@@ -72,10 +73,13 @@ class Examiner:
         previous = previous_lines.get(field.encode()) if previous_lines else None
         same_record = reusable(previous, field, columns)
         if stat.S_ISREG(mode):
-            # Reuse needs the whole stat record unchanged and the file not racy.
+            # Reuse needs the whole stat record unchanged and the file not racy, and the
+            # file not due for its rolling rehash.
             if same_record and self.policy is not None and \
                     max(st.st_mtime_ns, st.st_ctime_ns) < self.policy.racy_after_ns:
-                return previous, REUSED, st.st_size
+                if not self.policy.rehash.due(field.encode()):
+                    return previous, REUSED, st.st_size
+                self.rehashed += 1
             return self._open_and_hash(dir_fd, name, field, st, columns)
         if stat.S_ISLNK(mode):
             # A link's target cannot change without a new inode and ctime: same record, same line.

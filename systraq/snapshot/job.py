@@ -97,7 +97,7 @@ def take_snapshot(settings: Settings, mode: str, *, algorithm: str | None = None
             path, algorithm, settings.snapshot.full_rehash_hours, created_ns)
         header = Header(host=socket.gethostname(), mode=mode, created_ns=created_ns,
                         hash=algorithm, lists=plan.sources,
-                        full_rehash_ns=previous.header.full_rehash_ns if previous else created_ns)
+                        rehash_interval_ns=int(settings.snapshot.full_rehash_hours * 3600e9))
         scanner = Scanner(algorithm, settings.snapshot.workers, previous, progress,
                           hash_limit=settings.snapshot.hash_limit)
         # A pub snapshot root takes by hand belongs to the pub account, whose hourly job

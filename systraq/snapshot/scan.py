@@ -37,7 +37,7 @@ from systraq.pathcodec import escape, join_field
 from systraq.snapshot import examine
 from systraq.snapshot.entry import RACED, UNREADABLE, Entry
 from systraq.snapshot.examine import Examiner, Outcome, Unit
-from systraq.snapshot.hashcache import PreviousSnapshot
+from systraq.snapshot.hashcache import PreviousSnapshot, ReusePolicy
 from systraq.snapshot.hashing import DEFAULT_LIMIT
 from systraq.snapshot.listfiles import Root, order_key
 from systraq.snapshot.state import Header, entry_line, parse_entry, stat_columns
@@ -71,6 +71,7 @@ class ScanStats:
     vanished: int = 0
     unreachable: int = 0
     partial: int = 0  # files hashed only up to snapshot.hash_limit
+    rehashed: int = 0  # unchanged files read again by the rolling rehash
     sizes: int = 0
 
 
@@ -105,7 +106,8 @@ class Scanner:
         if not self.parallel:
             yield from self._chunks(self._walk(roots), None)
             return
-        previous = (self.previous.path, self.previous.header) if self.previous else None
+        previous = (self.previous.path, self.previous.header, self.previous.policy) \
+            if self.previous else None
         with tempfile.TemporaryDirectory(prefix="systraq-scan-") as scratch, \
                 ProcessPoolExecutor(self.workers, multiprocessing.get_context("fork")) as pool:
             def fan_out(subtree: Subtree) -> Future[SubtreeResult]:
@@ -166,6 +168,7 @@ class Scanner:
                     chunk = []
                 else:
                     self._take(head, chunk)
+            self.stats.rehashed += examiner.rehashed
             yield self._hand_on(chunk)
         finally:
             for head in pending:  # an error stopped the walk: let the pool close its files
@@ -399,7 +402,8 @@ class SubtreeResult:
     stats: ScanStats
 
 
-def scan_subtree(subtree: Subtree, algorithm: str, previous: tuple[Path, Header] | None,
+def scan_subtree(subtree: Subtree, algorithm: str,
+                 previous: tuple[Path, Header, ReusePolicy] | None,
                  pseudo_devices: frozenset[int], scratch: str, hash_limit: int
                  ) -> SubtreeResult:
     """Worker process: scan one subtree into a file of lines in ``scratch``."""

@@ -42,7 +42,11 @@ READABLE_VERSIONS = (1, 2)
 MAGIC = "#systraq-state"
 COLUMNS = ("path", "type", "perms", "uid", "user", "gid", "group", "size", "mtime_ns",
            "ctime_ns", "dev", "ino", "nlink", "status", "hash", "target")
-_HEADER_KEYS = ("host", "mode", "created", "hash", "full_rehash", "lists", "columns")
+_COLUMNS = {1: COLUMNS, 2: COLUMNS}
+# Header keys by format version: version 1 rehashed every file at once (#full_rehash, when
+# it last did); version 2 rehashes a slice each run (#rehash, the interval it used).
+_HEADER_KEYS = {1: ("host", "mode", "created", "hash", "full_rehash", "lists", "columns"),
+                2: ("host", "mode", "created", "hash", "rehash", "lists", "columns")}
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,9 @@ class Header:
     mode: str
     created_ns: int
     hash: str
-    full_rehash_ns: int = 0
+    full_rehash_ns: int = 0  # version 1 files only: when every file was last hashed
     lists: tuple[bytes, ...] = field(default_factory=tuple)
+    rehash_interval_ns: int = 0  # the rolling rehash interval this snapshot used
 
 
 def _iso(ns: int) -> str:
@@ -66,7 +71,7 @@ def format_header(header: Header) -> bytes:
         f"#mode\t{header.mode}",
         f"#created\t{header.created_ns}\t{_iso(header.created_ns)}",
         f"#hash\t{header.hash}",
-        f"#full_rehash\t{header.full_rehash_ns}\t{_iso(header.full_rehash_ns)}",
+        f"#rehash\t{header.rehash_interval_ns}\t{header.rehash_interval_ns / 3600e9:g}h",
         "\t".join(["#lists", *(escape(p) for p in header.lists)]),
         "\t".join(["#columns", *COLUMNS]),
     ]
@@ -295,22 +300,25 @@ class StateReader:
                               f"systraq (it reads versions "
                               f"{', '.join(map(str, READABLE_VERSIONS))})")
         self.version = int(version)
+        keys = _HEADER_KEYS[self.version]
         values: dict[str, list[str]] = {}
         while "columns" not in values:
             text = self._next_line()
             if text is None:
                 raise self._error("truncated (header incomplete)")
             key, *rest = text[1:].split("\t")
-            if not text.startswith("#") or key not in _HEADER_KEYS or key in values:
+            if not text.startswith("#") or key not in keys or key in values:
                 raise self._error(f"unexpected header line {text[:40]!r}")
             values[key] = rest
-        if tuple(values["columns"]) != COLUMNS:
+        if tuple(values["columns"]) != _COLUMNS[self.version]:
             raise self._error("unexpected column list")
         try:
             return Header(
                 host=unescape(values["host"][0]).decode("utf-8", "replace"),
                 mode=values["mode"][0], created_ns=int(values["created"][0]),
-                hash=values["hash"][0], full_rehash_ns=int(values["full_rehash"][0]),
+                hash=values["hash"][0],
+                full_rehash_ns=int(values["full_rehash"][0]) if self.version == 1 else 0,
+                rehash_interval_ns=int(values["rehash"][0]) if self.version > 1 else 0,
                 lists=tuple(unescape(v) for v in values["lists"]))
         except (KeyError, IndexError, ValueError):
             raise self._error("incomplete or malformed header") from None
