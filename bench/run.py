@@ -148,6 +148,11 @@ def bench_tree(label: str, tree: Path, runs: int, work: Path) -> list[tuple]:
     hourly = (f"{sys.executable} {REPO}/bench/hourly_snapshot.py "
               f"{state_sha}/snapshot_{mode}.stat --config-dir {config} --state-dir {state_sha}")
     measure("systraq hourly snapshot (rolling)", f"{hourly} snapshot --mode {mode}")
+    # Extended attributes: what reading every entry's would cost (a snapshot reads those of
+    # directories and of the files it hashes; unchanged files keep theirs).
+    walk = f"{sys.executable} {REPO}/bench/xattr_walk.py {tree}"
+    measure("walk + lstat", walk)
+    measure("walk + lstat + xattrs", f"{walk} --xattrs")
     has_diff = subprocess.run(f"{run_sha} diff --help", shell=True, capture_output=True,
                               env={**os.environ, "PYTHONPATH": str(REPO)}).returncode == 0
     if has_diff:
@@ -208,8 +213,15 @@ def ratios(rows: list[tuple]) -> list[tuple[str, float, float]]:
         ("diff / unchanged snapshot", "systraq diff (unchanged)",
          "systraq unchanged-tree snapshot", 0.5),
     ]
-    return [(label, t[a] / t[b], target) for label, a, b, target in wanted
-            if a in t and b in t]
+    found = [(label, t[a] / t[b], target) for label, a, b, target in wanted
+             if a in t and b in t]
+    if {"walk + lstat", "walk + lstat + xattrs", "systraq unchanged-tree snapshot"} <= set(t):
+        # Reading every entry's attributes, against the unchanged snapshot (which reads
+        # only those of directories and changed files).
+        extra = t["walk + lstat + xattrs"] - t["walk + lstat"]
+        found.append(("all xattrs / unchanged snapshot",
+                      extra / t["systraq unchanged-tree snapshot"], 1.0))
+    return found
 
 
 def main() -> int:

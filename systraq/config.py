@@ -18,8 +18,9 @@ DEFAULT_STATE_DIR = Path("/var/lib/systraq")
 CONFIG_NAME = SYSTRAQ_CONF
 
 HASH_ALGORITHMS = ("sha256", "xxh3", "blake2b", "sha512", "md5")
-DEFAULT_REPORT_FIELDS = ("type", "perms", "uid", "gid", "size", "hash", "target")
-REPORTABLE_FIELDS = DEFAULT_REPORT_FIELDS + ("mtime", "ctime", "ino", "dev", "nlink")
+DEFAULT_REPORT_FIELDS = ("type", "perms", "uid", "gid", "size", "hash", "target", "caps",
+                         "acl", "label")
+REPORTABLE_FIELDS = DEFAULT_REPORT_FIELDS + ("mtime", "ctime", "ino", "dev", "nlink", "xattrs")
 
 
 @dataclass(frozen=True)

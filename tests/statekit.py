@@ -6,6 +6,7 @@ and comparisons are tested against real version-1 bytes.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -33,7 +34,23 @@ def write_v1(path: Path, entry_lines: list[str], *, created_ns: int, full_rehash
     ]
     body = "".join(line + "\n" for line in header + entry_lines).encode()
     trailer = f"#end\tentries={len(entry_lines)}\txxh3_128={xxhash.xxh3_128(body).hexdigest()}\n"
-    path.write_bytes(body + trailer.encode())
+    # A new inode, as systraq replaces its files: a reported copy may share the old one.
+    tmp = path.with_name(path.name + ".v1")
+    tmp.write_bytes(body + trailer.encode())
+    os.chmod(tmp, os.stat(path).st_mode & 0o777 if path.exists() else 0o644)
+    os.replace(tmp, path)
+
+
+def downgrade(path: Path) -> None:
+    """Rewrite a state file of this version as earlier systraq wrote it (format 1)."""
+    text = path.read_text()
+    header = dict(line[1:].split("\t", 1) for line in text.splitlines()
+                  if line.startswith("#") and not line.startswith(("#systraq", "#end")))
+    created = int(header["created"].split("\t")[0])
+    write_v1(path, [as_v1(line) for line in text.splitlines() if line.startswith("/")],
+             created_ns=created, full_rehash_ns=created, mode=header["mode"],
+             algorithm=header["hash"], host=header["host"],
+             lists=tuple(header["lists"].split("\t")) if header["lists"] else ())
 
 
 def as_v1(line: str) -> str:

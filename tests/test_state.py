@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,14 @@ entries = st.builds(
     status=st.sampled_from(STATUSES), hash=st.sampled_from(["", "ab" * 32]),
     target=st.one_of(st.none(), st.binary(min_size=1, max_size=20)),
 )
+# Attribute columns: none recorded, or recorded (empty or with values).
+attributes = st.one_of(st.just((None, None, None, None)), st.tuples(
+    st.sampled_from(["", "cap_setuid=ep", "cap_chown=ip cap_kill+i"]),
+    st.sampled_from(["", "user::rw-,user:nobody:rw-,group::r--,mask::rw-,other::r--"]),
+    st.sampled_from(["", "selinux=system_u:object_r:etc_t:s0"]),
+    st.sampled_from(["", "user.a=" + "cd" * 32 + " user.b=?"])))
+entries = st.builds(lambda entry, attrs: dataclasses.replace(
+    entry, caps=attrs[0], acl=attrs[1], label=attrs[2], xattrs=attrs[3]), entries, attributes)
 
 
 def sorted_unique(items: list[Entry]) -> list[Entry]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from systraq.snapshot.entry import HASHED_STATUSES, OK, PARTIAL, Entry
 from systraq.snapshot.listfiles import order_key
-from systraq.snapshot.state import StateReader
+from systraq.snapshot.state import StateReader, shared_columns
 
 ADDED = "added"
 REMOVED = "removed"
@@ -33,8 +33,12 @@ KINDS = (CHANGED, ADDED, REMOVED)
 ATTRIBUTES = {
     "type": "type", "perms": "perms", "uid": "uid", "gid": "gid", "size": "size",
     "hash": "hash", "target": "target", "mtime": "mtime_ns", "ctime": "ctime_ns",
-    "ino": "ino", "dev": "dev", "nlink": "nlink", "status": "status",
+    "ino": "ino", "dev": "dev", "nlink": "nlink", "status": "status", "caps": "caps",
+    "acl": "acl", "label": "label", "xattrs": "xattrs",
 }
+# Extended attributes: None where a snapshot did not record them (an older format, or they
+# could not be read), and then not compared.
+ATTRIBUTE_FIELDS = ("caps", "acl", "label", "xattrs")
 
 
 @dataclass(frozen=True)
@@ -80,14 +84,24 @@ def comparable(name: str, old: Entry, new: Entry, compare_hash: bool = True) -> 
         return old.type != "l" and new.type != "l"
     if name == "target":
         return old.type == "l" or new.type == "l"
+    if name in ATTRIBUTE_FIELDS:
+        return getattr(old, name) is not None and getattr(new, name) is not None
     return True
 
 
 def changed_fields(old: Entry, new: Entry, fields: Sequence[str],
-                   compare_hash: bool = True) -> dict[str, tuple[object, object]]:
-    """The reported fields that differ between two entries of the same path."""
+                   compare_hash: bool = True, unrecorded: set[str] | None = None
+                   ) -> dict[str, tuple[object, object]]:
+    """The reported fields that differ between two entries of the same path.
+
+    ``unrecorded`` collects the attribute fields the old entry did not record while the new
+    one does (not compared: the report says once that they are recorded from now on).
+    """
     out: dict[str, tuple[object, object]] = {}
     for name in fields:
+        if unrecorded is not None and name in ATTRIBUTE_FIELDS and \
+                getattr(old, name) is None and getattr(new, name) is not None:
+            unrecorded.add(name)
         if comparable(name, old, new, compare_hash):
             before, after = value(name, old), value(name, new)
             if before != after:
@@ -110,6 +124,8 @@ def entry_fields(entry: Entry, fields: Sequence[str], side: str
     for name in names:
         if not applies(name, entry) or (name == "hash" and not entry.hash):
             continue
+        if name in ATTRIBUTE_FIELDS and not getattr(entry, name):
+            continue  # none, or not recorded: nothing to say
         got = value(name, entry)
         out[name] = (None, got) if side == "new" else (got, None)
     return out
@@ -139,14 +155,15 @@ def merge(old: Iterable[Entry], new: Iterable[Entry]
 
 
 def difference(a: Entry | None, b: Entry | None, fields: Sequence[str],
-               compare_hash: bool = True) -> Change | None:
+               compare_hash: bool = True, unrecorded: set[str] | None = None
+               ) -> Change | None:
     """The change from ``a`` to ``b`` (either may be None), or None when nothing counts."""
     if b is None:
         assert a is not None
         return Change(a.path, REMOVED, entry_fields(a, fields, "old"), a, None)
     if a is None:
         return Change(b.path, ADDED, entry_fields(b, fields, "new"), None, b)
-    differ = changed_fields(a, b, fields, compare_hash)
+    differ = changed_fields(a, b, fields, compare_hash, unrecorded)
     return Change(b.path, CHANGED, differ, a, b) if differ else None
 
 
@@ -169,16 +186,24 @@ def compare(old: Iterable[Entry], new: Iterable[Entry], fields: Sequence[str],
 
 
 def compare_states(old: StateReader, new: StateReader, fields: Sequence[str],
-                   compare_hash: bool = True) -> Iterator[Change]:
+                   compare_hash: bool = True, unrecorded: set[str] | None = None
+                   ) -> Iterator[Change]:
     """``compare`` over two state files, parsing only the lines that differ.
 
     Unchanged entries have byte-identical lines in both files (same stat record, same
-    hash), so an unchanged tree is compared without parsing a single entry.
+    hash), so an unchanged tree is compared without parsing a single entry. Files of two
+    format versions are compared on the columns both have (``state.shared_columns``);
+    ``unrecorded`` collects the attributes the old file lacks and the new one records.
     """
+    cut = shared_columns(old.header, new.header)
+    if unrecorded is not None and not old.header.records_attributes and \
+            new.header.records_attributes:
+        unrecorded.update(name for name in fields if name in ATTRIBUTE_FIELDS)
     olds, news = old.raw(), new.raw()
     a, b = next(olds, None), next(news, None)
     while a is not None or b is not None:
-        if a is not None and b is not None and a[1] == b[1]:
+        if a is not None and b is not None and (
+                a[1] == b[1] or (cut is not None and cut(a[1]) == cut(b[1]))):
             a, b = next(olds, None), next(news, None)
             continue
         if b is None or (a is not None and a[0] < b[0]):
@@ -188,7 +213,8 @@ def compare_states(old: StateReader, new: StateReader, fields: Sequence[str],
             change = difference(None, new.parse(b[1]), fields, compare_hash)
             b = next(news, None)
         else:
-            change = difference(old.parse(a[1]), new.parse(b[1]), fields, compare_hash)
+            change = difference(old.parse(a[1]), new.parse(b[1]), fields, compare_hash,
+                                unrecorded)
             a, b = next(olds, None), next(news, None)
         if change is not None:
             yield change

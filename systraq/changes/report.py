@@ -21,10 +21,14 @@ AGAINST_REPORTED = "reported"
 AGAINST_BASELINE = "baseline"
 JSON_VERSION = 1
 # The order fields are shown in, whatever order report.fields lists them.
-FIELD_ORDER = ("status", "type", "hash", "size", "perms", "uid", "gid", "target", "mtime",
-               "ctime", "ino", "dev", "nlink")
+FIELD_ORDER = ("status", "type", "hash", "size", "perms", "uid", "gid", "target", "caps",
+               "acl", "label", "xattrs", "mtime", "ctime", "ino", "dev", "nlink")
 _LABELS = {"mtime": "mtime", "ctime": "ctime", "ino": "inode", "dev": "device",
-           "nlink": "links"}
+           "nlink": "links", "caps": "capabilities", "acl": "ACL", "label": "security label",
+           "xattrs": "extended attributes"}
+# How the note names attribute fields recorded from now on.
+_ATTRIBUTE_WORDS = {"caps": "capabilities", "acl": "ACLs", "label": "security labels",
+                    "xattrs": "other extended attributes"}
 _STATUS_WORDS = {UNREADABLE: "unreadable", RACED: "changing while scanned", OK: "readable",
                  PARTIAL: "hashed only in part"}
 _PARTIAL_WORDS = "content hashed only in part (over snapshot.hash_limit)"
@@ -111,6 +115,8 @@ def _show(name: str, raw: object, entry: Entry | None = None) -> str:
         return local_time(int(raw))  # type: ignore[call-overload]
     if name == "hash":
         return str(raw)[:16]
+    if name in _ATTRIBUTE_WORDS and raw == "":
+        return "(none)"
     return str(raw)
 
 
@@ -155,10 +161,22 @@ def describe_entry(entry: Entry, fields: dict[str, tuple[object, object]]) -> st
         text += f", {entry.size} bytes"
     if "target" in fields and entry.target is not None:
         text += f", → {escape(entry.target)}"
+    for name in ("caps", "acl", "label", "xattrs"):
+        if name in fields:
+            text += f", {_LABELS[name]} {getattr(entry, name)}"
     if entry.status != OK:
         text += ", " + {UNREADABLE: "unreadable", PARTIAL: _PARTIAL_WORDS}.get(
             entry.status, "changed while being scanned")
     return text
+
+
+def attributes_note(names: set[str], against: str) -> str:
+    """The one note for attributes the compared copy did not record (an older format)."""
+    words = [_ATTRIBUTE_WORDS[n] for n in ("caps", "acl", "label", "xattrs") if n in names]
+    listed = ", ".join(words[:-1]) + (" and " if len(words) > 1 else "") + words[-1]
+    copy = "accepted baseline" if against == AGAINST_BASELINE else "last report's snapshot"
+    return (f"{listed} are recorded from now on: the {copy} did not record them, so they "
+            "were not compared this time")
 
 
 def span(section: ModeReport) -> str:

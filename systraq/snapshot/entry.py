@@ -44,6 +44,11 @@ class Entry:
     status: str = OK
     hash: str = ""
     target: bytes | None = None
+    # Extended attributes as text (systraq.snapshot.xattrs); None: not recorded.
+    caps: str | None = None
+    acl: str | None = None
+    label: str | None = None
+    xattrs: str | None = None
 
 
 @functools.lru_cache(maxsize=4096)

@@ -1,9 +1,10 @@
 """Examining the non-directory entries of one directory: the scan's per-file work.
 
 lstat each name; reuse an unchanged file's previous line; otherwise open it safely
-(``O_NOFOLLOW``, never a FIFO or device, fstat must match the lstat) and hash it: small
-files right here, large ones on a thread pool (hashlib and xxhash release the GIL while
-they hash, so a second core does real work).
+(``O_NOFOLLOW``, never a FIFO or device, fstat must match the lstat), read its extended
+attributes and hash it: small files right here, large ones on a thread pool (hashlib and
+xxhash release the GIL while they hash, so a second core does real work). What is not
+opened has its attributes read by name, never through a symlink.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from dataclasses import dataclass
 
 from systraq.fs.nofollow import open_file_at, same_file
 from systraq.pathcodec import escape, join_field
+from systraq.snapshot import xattrs
 from systraq.snapshot.entry import PARTIAL, RACED, UNREADABLE
 from systraq.snapshot.hashcache import ReusePolicy
 from systraq.snapshot.hashing import DEFAULT_LIMIT, hash_fd, new_hasher
-from systraq.snapshot.state import entry_line, reusable, stat_columns
+from systraq.snapshot.state import entry_line, kept_line, reusable, stat_columns
+from systraq.snapshot.xattrs import Attributes
 
 # Files at least this large are hashed on the pool; smaller ones cost less to hash here
 # than to hand over.
@@ -78,30 +81,38 @@ class Examiner:
             if same_record and self.policy is not None and \
                     max(st.st_mtime_ns, st.st_ctime_ns) < self.policy.racy_after_ns:
                 if not self.policy.rehash.due(field.encode()):
-                    return previous, REUSED, st.st_size
+                    return self._keep(previous, dir_fd, name, st), REUSED, st.st_size
                 self.rehashed += 1
             return self._open_and_hash(dir_fd, name, field, st, columns)
+        if stat.S_ISDIR(mode):  # became a directory since it was listed: not entered
+            return entry_line(field, columns, RACED, attributes=None), RACED_, 0
+        if same_record:
+            # A link's target, like any attribute, cannot change without a new inode or
+            # ctime: same record, same line.
+            return self._keep(previous, dir_fd, name, st), PLAIN, 0
         if stat.S_ISLNK(mode):
-            # A link's target cannot change without a new inode and ctime: same record, same line.
-            if same_record:
-                return previous, PLAIN, 0
             try:
                 target = os.readlink(name, dir_fd=dir_fd)
             except FileNotFoundError:
                 return None, VANISHED, 0
             except OSError:
-                return entry_line(field, columns, RACED), RACED_, 0
-            return entry_line(field, columns, target_field=escape(os.fsencode(target))), PLAIN, 0
-        if stat.S_ISDIR(mode):  # became a directory since it was listed: not entered
-            return entry_line(field, columns, RACED), RACED_, 0
-        return entry_line(field, columns), PLAIN, 0
+                return entry_line(field, columns, RACED, attributes=None), RACED_, 0
+            return entry_line(field, columns, target_field=escape(os.fsencode(target)),
+                              attributes=_by_name(dir_fd, name, st)), PLAIN, 0
+        return entry_line(field, columns, attributes=_by_name(dir_fd, name, st)), PLAIN, 0
+
+    def _keep(self, previous: bytes, dir_fd: int, name: bytes, st: os.stat_result) -> bytes:
+        """The previous line, in this format (one of an older format gets the attributes)."""
+        if self.policy is None or not self.policy.upgrade:
+            return previous
+        return kept_line(previous, _by_name(dir_fd, name, st))
 
     def _open_and_hash(self, dir_fd: int, name: bytes, field: str, st: os.stat_result,
                        columns: str) -> Outcome | Future[Outcome]:
         try:
             fd = open_file_at(dir_fd, name, st, self.euid)
         except OSError as err:
-            return _failed(err, field, columns, st.st_size)
+            return _failed(err, field, columns, st.st_size, dir_fd, name, st)
         try:
             opened = os.fstat(fd)
         except OSError as err:
@@ -109,13 +120,21 @@ class Examiner:
             return _failed(err, field, columns, st.st_size)
         if not same_file(opened, st):
             os.close(fd)
-            return entry_line(field, columns, RACED), RACED_, st.st_size
+            return entry_line(field, columns, RACED, attributes=None), RACED_, st.st_size
         if not _same_record(opened, st):
             columns = stat_columns(opened)
         if self.pool is not None and opened.st_size >= THREAD_MIN_SIZE:
             return self.pool.submit(_hash_open_file, fd, opened, field, columns, self.factory,
                                     self.hash_limit)
         return _hash_open_file(fd, opened, field, columns, self.factory, self.hash_limit)
+
+
+def _by_name(dir_fd: int, name: bytes, st: os.stat_result) -> Attributes | None:
+    """The attributes of ``name`` (None: they could not be read)."""
+    try:
+        return xattrs.of_name(dir_fd, name, st)
+    except xattrs.Unreadable:
+        return None
 
 
 def _same_record(a: os.stat_result, b: os.stat_result) -> bool:
@@ -131,6 +150,10 @@ def _hash_open_file(fd: int, opened: os.stat_result, field: str, columns: str, f
     Runs on any thread.
     """
     try:
+        attributes: Attributes | None = xattrs.of_fd(fd, opened)
+    except xattrs.Unreadable:
+        attributes = None
+    try:
         digest = hash_fd(fd, factory, opened, limit)
         after = os.fstat(fd)
     except OSError as err:
@@ -139,15 +162,20 @@ def _hash_open_file(fd: int, opened: os.stat_result, field: str, columns: str, f
         os.close(fd)
     if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != \
             (opened.st_size, opened.st_mtime_ns, opened.st_ctime_ns):
-        return entry_line(field, columns, RACED), RACED_, digest.read
+        return entry_line(field, columns, RACED, attributes=None), RACED_, digest.read
     if not digest.complete:
-        return entry_line(field, columns, PARTIAL, digest.value), PARTIAL_, digest.read
-    return entry_line(field, columns, digest=digest.value), HASHED, digest.read
+        return (entry_line(field, columns, PARTIAL, digest.value, attributes=attributes),
+                PARTIAL_, digest.read)
+    return (entry_line(field, columns, digest=digest.value, attributes=attributes), HASHED,
+            digest.read)
 
 
-def _failed(err: OSError, field: str, columns: str, size: int) -> Outcome:
+def _failed(err: OSError, field: str, columns: str, size: int, dir_fd: int | None = None,
+            name: bytes = b"", st: os.stat_result | None = None) -> Outcome:
+    """The line of a file that could not be read (attributes by name when ``st`` is given)."""
     if err.errno in _GONE:
         return None, VANISHED, 0
     if err.errno in _REPLACED:
-        return entry_line(field, columns, RACED), RACED_, size
-    return entry_line(field, columns, UNREADABLE), UNREADABLE_, size
+        return entry_line(field, columns, RACED, attributes=None), RACED_, size
+    attributes = _by_name(dir_fd, name, st) if dir_fd is not None and st is not None else None
+    return entry_line(field, columns, UNREADABLE, attributes=attributes), UNREADABLE_, size

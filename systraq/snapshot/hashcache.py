@@ -79,6 +79,7 @@ class ReusePolicy:
 
     racy_after_ns: int  # an mtime or ctime at or after this is racy
     rehash: RehashWindow = RehashWindow(0, 0)  # files read again even when unchanged
+    upgrade: bool = False  # previous lines lack columns of this format (state.kept_line)
 
 
 class PreviousSnapshot:
@@ -127,7 +128,8 @@ class PreviousSnapshot:
         if window.everything:
             log.debug("hashcache: every file is due for its rehash")
             return None
-        policy = ReusePolicy(racy_after_ns=header.created_ns - RACY_MARGIN_NS, rehash=window)
+        policy = ReusePolicy(racy_after_ns=header.created_ns - RACY_MARGIN_NS, rehash=window,
+                             upgrade=not header.records_attributes)
         return cls(path, header, policy, entries)
 
     @classmethod

@@ -34,7 +34,7 @@ from systraq.fs.nofollow import (
     split,
 )
 from systraq.pathcodec import escape, join_field
-from systraq.snapshot import examine
+from systraq.snapshot import examine, xattrs
 from systraq.snapshot.entry import RACED, UNREADABLE, Entry
 from systraq.snapshot.examine import Examiner, Outcome, Unit
 from systraq.snapshot.hashcache import PreviousSnapshot, ReusePolicy
@@ -347,7 +347,7 @@ class Scanner:
         """Record a directory and, when asked, push it to be walked."""
         columns = stat_columns(st)
         if not descend:
-            yield entry_line(field, columns)
+            yield entry_line(field, columns, attributes=_attributes_by_name(parent_fd, name, st))
             return
         try:
             fd = open_dir_at(parent_fd, name, expect=st)
@@ -357,8 +357,14 @@ class Scanner:
                 return
             denied = err.errno in (errno.EACCES, errno.EPERM)
             self._count_status(UNREADABLE if denied else RACED)
-            yield entry_line(field, columns, UNREADABLE if denied else RACED)
+            attributes = _attributes_by_name(parent_fd, name, st) if denied else None
+            yield entry_line(field, columns, UNREADABLE if denied else RACED,
+                             attributes=attributes)
             return
+        try:
+            attributes: xattrs.Attributes | None = xattrs.of_fd(fd, st)
+        except xattrs.Unreadable:
+            attributes = None
         try:
             with os.scandir(fd) as listing:
                 # encode(..., "surrogateescape") is os.fsencode without its checks.
@@ -367,9 +373,9 @@ class Scanner:
         except OSError:
             os.close(fd)
             self._count_status(UNREADABLE)
-            yield entry_line(field, columns, UNREADABLE)
+            yield entry_line(field, columns, UNREADABLE, attributes=attributes)
             return
-        yield entry_line(field, columns)
+        yield entry_line(field, columns, attributes=attributes)
         stack.append((fd, path, field, iter(children)))
 
     def _count_status(self, status: str) -> None:
@@ -383,6 +389,21 @@ class Scanner:
         if self.previous is not None:
             previous = self.previous.take_through(join(directory, names[-1]))
         return Unit(dir_fd, dir_field, list(names), previous)
+
+
+def _attributes_by_name(parent_fd: int | None, name: bytes, st: os.stat_result
+                        ) -> xattrs.Attributes | None:
+    """A directory's attributes read without opening it (None: could not be read)."""
+    try:
+        if parent_fd is not None:
+            return xattrs.of_name(parent_fd, name, st)
+        fd = open_dir_at(None, b"/", expect=st)  # the root directory itself
+        try:
+            return xattrs.of_fd(fd, st)
+        finally:
+            os.close(fd)
+    except (xattrs.Unreadable, OSError):
+        return None
 
 
 @dataclass(frozen=True)
