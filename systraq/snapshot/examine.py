@@ -73,14 +73,15 @@ class Examiner:
             return None, UNREACHABLE if err.errno in (errno.EACCES, errno.EPERM) else VANISHED, 0
         columns = stat_columns(st)
         mode = st.st_mode
-        previous = previous_lines.get(field.encode()) if previous_lines else None
+        key = field.encode()
+        previous = previous_lines.get(key) if previous_lines else None
         same_record = reusable(previous, field, columns)
         if stat.S_ISREG(mode):
             # Reuse needs the whole stat record unchanged and the file not racy, and the
             # file not due for its rolling rehash.
             if same_record and self.policy is not None and \
                     max(st.st_mtime_ns, st.st_ctime_ns) < self.policy.racy_after_ns:
-                if not self.policy.rehash.due(field.encode()):
+                if not self.policy.rehash.due(key):
                     return self._keep(previous, dir_fd, name, st), REUSED, st.st_size
                 self.rehashed += 1
             return self._open_and_hash(dir_fd, name, field, st, columns)
