@@ -82,7 +82,9 @@ class Examiner:
             if same_record and self.policy is not None and \
                     max(st.st_mtime_ns, st.st_ctime_ns) < self.policy.racy_after_ns:
                 if not self.policy.rehash.due(key):
-                    return self._keep(previous, dir_fd, name, st), REUSED, st.st_size
+                    if self.policy.upgrade:
+                        previous = self._keep(previous, dir_fd, name, st)
+                    return previous, REUSED, st.st_size
                 self.rehashed += 1
             return self._open_and_hash(dir_fd, name, field, st, columns)
         if stat.S_ISDIR(mode):  # became a directory since it was listed: not entered
@@ -90,7 +92,9 @@ class Examiner:
         if same_record:
             # A link's target, like any attribute, cannot change without a new inode or
             # ctime: same record, same line.
-            return self._keep(previous, dir_fd, name, st), PLAIN, 0
+            if self.policy is not None and self.policy.upgrade:
+                previous = self._keep(previous, dir_fd, name, st)
+            return previous, PLAIN, 0
         if stat.S_ISLNK(mode):
             try:
                 target = os.readlink(name, dir_fd=dir_fd)
@@ -102,10 +106,9 @@ class Examiner:
                               attributes=_by_name(dir_fd, name, st)), PLAIN, 0
         return entry_line(field, columns, attributes=_by_name(dir_fd, name, st)), PLAIN, 0
 
-    def _keep(self, previous: bytes, dir_fd: int, name: bytes, st: os.stat_result) -> bytes:
-        """The previous line, in this format (one of an older format gets the attributes)."""
-        if self.policy is None or not self.policy.upgrade:
-            return previous
+    @staticmethod
+    def _keep(previous: bytes, dir_fd: int, name: bytes, st: os.stat_result) -> bytes:
+        """A previous line of an older format in this one: with the attributes it lacks."""
         return kept_line(previous, _by_name(dir_fd, name, st))
 
     def _open_and_hash(self, dir_fd: int, name: bytes, field: str, st: os.stat_result,
