@@ -31,6 +31,7 @@ class SnapshotSettings:
     lock_timeout: float = 10.0
     full_rehash_hours: float = 24.0
     workers: int = 0  # cores a snapshot uses; 0: all
+    hash_limit: int = 16 << 30  # bytes of one file's data hashed at most; 0: no cap
 
 
 @dataclass(frozen=True)

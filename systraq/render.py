@@ -116,7 +116,10 @@ class Terminal:
                  f"({human_size(stats.bytes_hashed)})"]
         if stats.hashes_reused:
             parts.append(f"{stats.hashes_reused:,} hashes reused")
-        for count, what in ((stats.unreadable, "unreadable"), (stats.raced, "changed while "
+        if stats.rehashed:
+            parts.append(f"{stats.rehashed:,} read again (rolling rehash)")
+        for count, what in ((stats.unreadable, "unreadable"), (stats.partial, "hashed only "
+                            "in part (snapshot.hash_limit)"), (stats.raced, "changed while "
                             "scanned"), (result.unreachable, "not reachable as "
                             f"{result.scanned_as}"), (len(result.unmatched),
                             "list lines matching nothing")):

@@ -15,6 +15,7 @@ from systraq.changes.report import (
     AGAINST_REPORTED,
     ModeReport,
     Report,
+    attributes_note,
     render,
     subject,
     summary_line,
@@ -68,9 +69,13 @@ def compare_mode(settings: Settings, mode: str, against: str, pin: Pin | None = 
                 section = ModeReport(mode, new=new, old=old)
                 if not same_hash:
                     section.notes.append(_hash_note(old, new, against))
+                unrecorded: set[str] = set()
                 section.changes = list(compare_states(old_reader, new_reader,
                                                       settings.report.fields,
-                                                      compare_hash=same_hash))
+                                                      compare_hash=same_hash,
+                                                      unrecorded=unrecorded))
+                if unrecorded:
+                    section.notes.append(attributes_note(unrecorded, against))
                 section.entries = new_reader.entries
                 return section
         finally:

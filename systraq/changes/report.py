@@ -24,15 +24,21 @@ from systraq.changes.compare import (
     FieldValue,
 )
 from systraq.pathcodec import escape
-from systraq.snapshot.entry import OK, RACED, TYPE_NAMES, UNREADABLE, Entry
+from systraq.snapshot.entry import OK, PARTIAL, RACED, TYPE_NAMES, UNREADABLE, Entry
 from systraq.snapshot.state import Header
 
 AGAINST_REPORTED = "reported"
 AGAINST_BASELINE = "baseline"
 JSON_VERSION = 1
 _LABELS = {"mtime": "mtime", "ctime": "ctime", "ino": "inode", "dev": "device",
-           "nlink": "links"}
-_STATUS_WORDS = {UNREADABLE: "unreadable", RACED: "changing while scanned", OK: "readable"}
+           "nlink": "links", "caps": "capabilities", "acl": "ACL", "label": "security label",
+           "xattrs": "extended attributes"}
+# How the note names attribute fields recorded from now on.
+_ATTRIBUTE_WORDS = {"caps": "capabilities", "acl": "ACLs", "label": "security labels",
+                    "xattrs": "other extended attributes"}
+_STATUS_WORDS = {UNREADABLE: "unreadable", RACED: "changing while scanned", OK: "readable",
+                 PARTIAL: "hashed only in part"}
+_PARTIAL_WORDS = "content hashed only in part (over snapshot.hash_limit)"
 
 
 @dataclass
@@ -118,6 +124,8 @@ def _show(name: str, raw: FieldValue, entry: Entry | None = None) -> str:
         return local_time(int(raw))
     if name == "hash":
         return str(raw)[:16]
+    if name in _ATTRIBUTE_WORDS and raw == "":
+        return "(none)"
     return str(raw)
 
 
@@ -132,6 +140,8 @@ def describe_change(change: Change) -> list[str]:
                 lines.append("could not be read (content not checked)")
             elif after == RACED:
                 lines.append("changed while being scanned (content not checked)")
+            elif after == PARTIAL:
+                lines.append(f"{_PARTIAL_WORDS} from now on; content not compared")
             else:
                 lines.append(f"scanned cleanly again (was {_STATUS_WORDS.get(str(before))}; "
                              "content not compared)")
@@ -161,10 +171,22 @@ def describe_entry(entry: Entry, fields: Fields) -> str:
         text += f", {entry.size} bytes"
     if "target" in fields and entry.target is not None:
         text += f", → {escape(entry.target)}"
+    for name in ("caps", "acl", "label", "xattrs"):
+        if name in fields:
+            text += f", {_LABELS[name]} {getattr(entry, name)}"
     if entry.status != OK:
-        text += ", " + ("unreadable" if entry.status == UNREADABLE
-                        else "changed while being scanned")
+        text += ", " + {UNREADABLE: "unreadable", PARTIAL: _PARTIAL_WORDS}.get(
+            entry.status, "changed while being scanned")
     return text
+
+
+def attributes_note(names: set[str], against: str) -> str:
+    """The one note for attributes the compared copy did not record (an older format)."""
+    words = [_ATTRIBUTE_WORDS[n] for n in ("caps", "acl", "label", "xattrs") if n in names]
+    listed = ", ".join(words[:-1]) + (" and " if len(words) > 1 else "") + words[-1]
+    copy = "accepted baseline" if against == AGAINST_BASELINE else "last report's snapshot"
+    return (f"{listed} are recorded from now on: the {copy} did not record them, so they "
+            "were not compared this time")
 
 
 def span(section: ModeReport) -> str:

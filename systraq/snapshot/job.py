@@ -107,10 +107,11 @@ def _job_events(settings: Settings, mode: str, plan: _Plan, algorithm: str, full
             path, algorithm, settings.snapshot.full_rehash_hours, created_ns)
         header = Header(host=socket.gethostname(), mode=mode, created_ns=created_ns,
                         hash=algorithm, lists=plan.sources,
-                        full_rehash_ns=previous.header.full_rehash_ns if previous else created_ns)
+                        rehash_interval_ns=int(settings.snapshot.full_rehash_hours * 3600e9))
         progress: list[list[int]] = []
         scanner = Scanner(algorithm, settings.snapshot.workers, previous,
-                          lambda entries, size: progress.append([entries, size]))
+                          lambda entries, size: progress.append([entries, size]),
+                          hash_limit=settings.snapshot.hash_limit)
         selection = select(plan.lists, plan.homelists, home_directories(),
                            record_homes=(mode == "pub"))
         with contextlib.closing(previous) if previous else contextlib.nullcontext(), \
