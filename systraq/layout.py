@@ -19,6 +19,8 @@ FILETRAQ_TAIL = "filetraq.tail.conf"
 STORE_DIR = "filetraq"
 REPORTED = "reported"
 BASELINE = "baseline"
+SETUP_MARKER = "initialized"
+ARCHIVE_DIR = "archive"
 
 
 def list_name(mode: str, kind: str) -> str:
@@ -81,3 +83,17 @@ class Layout:
     def store(self) -> Path:
         """The filetraq backup store."""
         return self.state_dir / STORE_DIR
+
+    @property
+    def setup_marker(self) -> Path:
+        """Written by ``systraq init`` as its last step; scheduled jobs run once it exists."""
+        return self.state_dir / SETUP_MARKER
+
+    def archive(self, name: str) -> Path:
+        """Where ``systraq init`` keeps files it took over and no longer uses (root's, 0700)."""
+        return self.state_dir / ARCHIVE_DIR / name
+
+    @property
+    def forward(self) -> Path:
+        """The ~/.forward of an account whose home is the state directory."""
+        return self.state_dir / ".forward"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import getpass
 import os
 import shlex
 import socket
@@ -83,12 +82,25 @@ def fqdn() -> str:
     return socket.getfqdn()
 
 
+def _is_localhost(name: str) -> bool:
+    return name.lower() in ("localhost", "localhost.localdomain", "ip6-localhost") \
+        or name.startswith("127.")
+
+
+def mail_host(mailname: Path = Path("/etc/mailname")) -> str:
+    """The host name mail comes from: the configured one (/etc/mailname, Debian's mail
+    name), else the FQDN, else the host name when the FQDN is a localhost name."""
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        configured = mailname.read_text(encoding="utf-8").strip()
+        if configured and not _is_localhost(configured):
+            return configured
+    name = fqdn()
+    return socket.gethostname() if _is_localhost(name) else name
+
+
 def default_sender() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "root"
-    return f"{user}@{fqdn()}"
+    """``From:`` when mail.from is empty: systraq@ the configured or real host name."""
+    return f"systraq@{mail_host()}"
 
 
 def build_message(settings: Settings, subject: str, body: str) -> EmailMessage:
@@ -98,8 +110,7 @@ def build_message(settings: Settings, subject: str, body: str) -> EmailMessage:
     from email.utils import formatdate, make_msgid
 
     message = EmailMessage(policy=policy.default)
-    if settings.mail.sender:
-        message["From"] = settings.mail.sender
+    message["From"] = settings.mail.sender or default_sender()
     message["To"] = ", ".join(settings.mail.to)
     message["Subject"] = subject
     message["Date"] = formatdate(localtime=True)
