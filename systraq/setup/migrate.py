@@ -104,6 +104,10 @@ def find_traces(settings: Settings, host: Host) -> Traces:
     if package is not None and host.older_than_successor(package.version):
         traces.systraq = f"Debian's {package.describe()}"
         traces.systraq_installed = package.installed
+    elif package is not None:  # systraq's package, maybe installed over Debian's
+        before = host.upgraded_from("systraq")
+        if before and host.older_than_successor(before):
+            traces.systraq = f"Debian's systraq {before} (upgraded in place)"
     package = host.package("filetraq")
     if package is not None:
         traces.filetraq = f"Debian's {package.describe()}"
