@@ -57,8 +57,8 @@ install:
 	  $(SYSTEM_PYTHON) -c 'import sys; assert sys.version_info >= (3, 11); import click, xxhash, rich' 2>/dev/null || { \
 	    echo "make install: $(SYSTEM_PYTHON) 3.11 or later with click, xxhash and rich is needed: apt-get install python3-click python3-xxhash python3-rich" >&2; exit 2; }; \
 	fi
-	@./scripts/ours.sh $(DESTDIR)$(SYSCONFDIR)/cron.d/systraq "$$(head -n 1 cron.d/systraq)" && \
-	  ./scripts/ours.sh $(DESTDIR)$(SYSCONFDIR)/apt/apt.conf.d/99systraq "$$(head -n 1 etc/apt/99systraq)" || { \
+	@sh scripts/ours.sh $(DESTDIR)$(SYSCONFDIR)/cron.d/systraq "$$(head -n 1 cron.d/systraq)" && \
+	  sh scripts/ours.sh $(DESTDIR)$(SYSCONFDIR)/apt/apt.conf.d/99systraq "$$(head -n 1 etc/apt/99systraq)" || { \
 	  echo "make install: not overwriting it; on a host with Debian's systraq, install systraq's package (make deb), which takes its files over" >&2; exit 2; }
 	$(MAKE) --no-print-directory install-files
 	$(SYSTEM_PYTHON) -m compileall -q -d $(LIBDIR) $(DESTDIR)$(LIBDIR) >/dev/null
@@ -93,9 +93,9 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man8/,$(notdir $(wildcard man/*.8)))
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(notdir $(wildcard man/*.5)))
 	rm -f $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS))
-	@if ./scripts/ours.sh $(DESTDIR)$(SYSCONFDIR)/cron.d/systraq "$$(head -n 1 cron.d/systraq)"; then \
+	@if sh scripts/ours.sh $(DESTDIR)$(SYSCONFDIR)/cron.d/systraq "$$(head -n 1 cron.d/systraq)"; then \
 	  rm -f $(DESTDIR)$(SYSCONFDIR)/cron.d/systraq; else echo "make uninstall: kept it"; fi
-	@if ./scripts/ours.sh $(DESTDIR)$(SYSCONFDIR)/apt/apt.conf.d/99systraq "$$(head -n 1 etc/apt/99systraq)"; then \
+	@if sh scripts/ours.sh $(DESTDIR)$(SYSCONFDIR)/apt/apt.conf.d/99systraq "$$(head -n 1 etc/apt/99systraq)"; then \
 	  rm -f $(DESTDIR)$(SYSCONFDIR)/apt/apt.conf.d/99systraq; else echo "make uninstall: kept it"; fi
 	@conf=$(DESTDIR)$(SYSCONFDIR)/systraq/systraq.conf; \
 	if cmp -s etc/systraq.conf $$conf; then rm -f $$conf; \

@@ -86,17 +86,15 @@ class Host:
             return Package(name, version, installed=False)
         return None
 
-    def upgraded_from(self, name: str) -> str | None:
-        """The version dpkg's log says a package was last upgraded from, if any."""
+    def upgraded_from(self, name: str) -> list[str]:
+        """The versions dpkg's log says a package was upgraded from, newest first."""
         try:
             lines = self.path("var/log/dpkg.log").read_text(errors="replace").splitlines()
         except OSError:
-            return None
-        for line in reversed(lines):
-            fields = line.split()
-            if len(fields) == 6 and fields[2] == "upgrade" and fields[3].split(":")[0] == name:
-                return fields[4]
-        return None
+            return []
+        return [fields[4] for fields in map(str.split, reversed(lines))
+                if len(fields) == 6 and fields[2] == "upgrade"
+                and fields[3].split(":")[0] == name]
 
     def older_than_successor(self, version: str) -> bool:
         """Whether a systraq version is Debian's original (before systraq's epoch 1)."""

@@ -105,9 +105,9 @@ def find_traces(settings: Settings, host: Host) -> Traces:
         traces.systraq = f"Debian's {package.describe()}"
         traces.systraq_installed = package.installed
     elif package is not None:  # systraq's package, maybe installed over Debian's
-        before = host.upgraded_from("systraq")
-        if before and host.older_than_successor(before):
-            traces.systraq = f"Debian's systraq {before} (upgraded in place)"
+        debian = [v for v in host.upgraded_from("systraq") if host.older_than_successor(v)]
+        if debian:
+            traces.systraq = f"Debian's systraq {debian[0]} (upgraded in place)"
     package = host.package("filetraq")
     if package is not None:
         traces.filetraq = f"Debian's {package.describe()}"
@@ -169,7 +169,7 @@ def list_is_empty(path: Path) -> bool:
     return not any(t.strip() and not t.strip().startswith(b"#") for t in _lines(data))
 
 
-def _lines_under(path: Path, directory: Path) -> list[bytes]:
+def lines_under(path: Path, directory: Path) -> list[bytes]:
     """Lines of a list that name something under ``directory``."""
     prefix = os.fsencode(directory).rstrip(b"/") + b"/"
     try:
@@ -180,10 +180,10 @@ def _lines_under(path: Path, directory: Path) -> list[bytes]:
             if line.strip().startswith(prefix) or line.strip() == prefix.rstrip(b"/")]
 
 
-def drop_lines_under(path: Path, directory: Path) -> int:
+def droplines_under(path: Path, directory: Path) -> int:
     """Rewrite a list without the lines naming files under ``directory``; how many went."""
     data = path.read_bytes()
-    gone = set(_lines_under(path, directory))
+    gone = set(lines_under(path, directory))
     kept = [line for line in _lines(data) if line not in gone]
     st = os.stat(path)
     text = b"".join(line + b"\n" for line in kept)
@@ -294,12 +294,12 @@ def plan_migration(plan: Plan, settings: Settings, host: Host, traces: Traces,
             plan.notes.extend(meaning_changes(path, kind))
 
     tail = layout.filetraq_tail
-    if tail.is_file() and _lines_under(tail, settings.state_dir):
+    if tail.is_file() and lines_under(tail, settings.state_dir):
         lines = ", ".join(line.strip().decode(errors="replace")
-                          for line in _lines_under(tail, settings.state_dir))
+                          for line in lines_under(tail, settings.state_dir))
         plan.add(f"drop systraq's own state files from {tail} ({lines}): they change every "
                  "hour, systraq diff reports what they record",
-                 lambda: f"dropped {drop_lines_under(tail, settings.state_dir)} lines from "
+                 lambda: f"dropped {droplines_under(tail, settings.state_dir)} lines from "
                          f"{tail}")
 
     if traces.cron_file:
