@@ -18,9 +18,9 @@ run() { echo "\$ systraq $*"; "$systraq" --config-dir demo/config --state-dir de
 
 echo "== 1. the hourly snapshot of world-readable files (example lists + $scratch)"
 run snapshot --mode pub
-entries=$(grep -vc '^#' demo/state/snapshot_pub.stat)
-echo "recorded $entries entries in demo/state/snapshot_pub.stat, for example:"
-grep -v '^#' demo/state/snapshot_pub.stat | grep -F -e "/etc/passwd	" -e "$scratch" | cut -f1-8,14,15 | head -n 4
+entries=$(grep -vc '^#' demo/state/pub/snapshot_pub.stat)
+echo "recorded $entries entries in demo/state/pub/snapshot_pub.stat, for example:"
+grep -v '^#' demo/state/pub/snapshot_pub.stat | grep -F -e "/etc/passwd	" -e "$scratch" | cut -f1-8,14,15 | head -n 4
 echo
 if "$systraq" diff --help >/dev/null 2>&1; then
   run diff --mode pub >/dev/null || true
@@ -37,5 +37,5 @@ else
   chmod 666 "$scratch/sshd_config"
   printf 'PermitRootLogin yes\n' > "$scratch/sshd_config"
   run snapshot --mode pub
-  grep -F "$scratch/sshd_config" demo/state/snapshot_pub.stat | cut -f1-8,14,15
+  grep -F "$scratch/sshd_config" demo/state/pub/snapshot_pub.stat | cut -f1-8,14,15
 fi

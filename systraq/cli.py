@@ -12,7 +12,6 @@ from systraq import __version__
 from systraq.config import (
     DEFAULT_CONFIG_DIR,
     DEFAULT_STATE_DIR,
-    HASH_ALGORITHMS,
     Settings,
     load_settings,
 )
@@ -20,6 +19,7 @@ from systraq.errors import ExitStatus, SystraqError
 from systraq.layout import MODES, Layout
 from systraq.render import Terminal
 from systraq.setup import SCHEDULERS, scheduled_gate
+from systraq.snapshot.hashing import ALGORITHMS
 
 # The core modules are imported by the commands that use them: each cron job loads only
 # what it needs, and starts faster for it.
@@ -81,7 +81,7 @@ def cli(ctx: click.Context, config_dir: Path, state_dir: Path, scheduled_by: str
                    "or all.")
 @click.option("--full", is_flag=True, help="Rehash every file instead of reusing hashes of "
               "unchanged ones.")
-@click.option("--hash", "algorithm", type=click.Choice(HASH_ALGORITHMS), default=None,
+@click.option("--hash", "algorithm", type=click.Choice(tuple(ALGORITHMS)), default=None,
               help="Content hash (default from systraq.conf: sha256). xxh3 is fast but not "
                    "collision-resistant.")
 @pass_context
@@ -125,12 +125,10 @@ def _diff(obj: Context, modes: tuple[str, ...], against_baseline: bool, fmt: str
     from systraq.changes.diff import run_diff
     from systraq.changes.report import AGAINST_BASELINE, AGAINST_REPORTED, subject
 
-    settings = obj.settings
-    mail = settings.report.mail if mail is None else mail
-    result = run_diff(settings, modes, show=lambda report: obj.terminal.report(report, fmt),
+    result = run_diff(obj.settings, modes, show=lambda report: obj.terminal.report(report, fmt),
                       against=AGAINST_BASELINE if against_baseline else AGAINST_REPORTED,
                       record=not no_record, mail=mail, fmt=fmt)
-    mailed = subject(result.report) if mail and result.report.has_news else None
+    mailed = subject(result.report) if result.mailed and result.report.has_news else None
     obj.terminal.delivery(result.delivery, mailed)
     return int(result.status)
 
@@ -195,7 +193,9 @@ def baseline(obj: Context, mode: str | None, paths: tuple[str, ...]) -> None:
 @cli.command()
 @click.argument("filelist", required=False, type=click.Path(path_type=Path, dir_okay=False))
 @click.argument("backupdir", required=False, type=click.Path(path_type=Path))
-@click.option("--mail", is_flag=True, help="Mail the report instead of printing it.")
+@click.option("--mail/--no-mail", default=None,
+              help="Send the report by mail instead of printing it (default from "
+                   "systraq.conf: report.mail).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="Report as text (what cron mails) or JSON.")
 @click.option("--prune", is_flag=True, help="Only delete dated copies older than "
@@ -203,7 +203,7 @@ def baseline(obj: Context, mode: str | None, paths: tuple[str, ...]) -> None:
 @click.option("--older-than", type=click.FloatRange(min=0), metavar="DAYS",
               help="With --prune: the age in days (default: filetraq.prune_days, 60).")
 @pass_context
-def filetraq(obj: Context, filelist: Path | None, backupdir: Path | None, mail: bool,
+def filetraq(obj: Context, filelist: Path | None, backupdir: Path | None, mail: bool | None,
              fmt: str, prune: bool, older_than: float | None) -> int:
     """Keep the content of the files FILELIST names in the backup store BACKUPDIR.
 
@@ -212,8 +212,7 @@ def filetraq(obj: Context, filelist: Path | None, backupdir: Path | None, mail: 
     path whose content is not tracked (not readable by everyone, symlink, fifo, removed).
     Exit status: 0 nothing to report, 1 something reported, 2 trouble.
     """
-    from systraq.filetraq.job import mail_filetraq, prune_store, run_filetraq
-    from systraq.filetraq.report import filetraq_subject
+    from systraq.filetraq.job import prune_store, run_filetraq
 
     if older_than is not None and not prune:
         raise click.UsageError("--older-than goes with --prune")
@@ -224,13 +223,10 @@ def filetraq(obj: Context, filelist: Path | None, backupdir: Path | None, mail: 
         obj.terminal.prune_summary(prune_store(obj.settings, backupdir, days), days, fmt)
         return ExitStatus.OK
     terminal = obj.terminal
-    if mail or obj.settings.report.mail:
-        report, outcome = mail_filetraq(obj.settings, filelist, backupdir)
-        terminal.delivery(outcome, filetraq_subject(report) if report.items else None)
-        return ExitStatus.TROUBLE if outcome is not None and not outcome.ok else report.status
-    report = run_filetraq(obj.settings, filelist, backupdir,
-                          deliver=lambda report: terminal.filetraq_report(report, fmt))
-    return report.status
+    result = run_filetraq(obj.settings, filelist, backupdir, mail=mail,
+                          show=lambda report: terminal.filetraq_report(report, fmt))
+    terminal.delivery(result.delivery, result.subject)
+    return result.status
 
 
 @cli.command("filetraq-conf")

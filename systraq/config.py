@@ -10,16 +10,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from systraq.changes.compare import DEFAULT_FIELDS, REPORTABLE_FIELDS
 from systraq.errors import ConfigError
+from systraq.filetraq.contentdiff import ORDERS, STYLES
 from systraq.layout import SYSTRAQ_CONF, Layout
+from systraq.snapshot.hashing import ALGORITHMS
 
 DEFAULT_CONFIG_DIR = Path("/etc/systraq")
 DEFAULT_STATE_DIR = Path("/var/lib/systraq")
 CONFIG_NAME = SYSTRAQ_CONF
 
-HASH_ALGORITHMS = ("sha256", "xxh3", "blake2b", "sha512", "md5")
-DEFAULT_REPORT_FIELDS = ("type", "perms", "uid", "gid", "size", "hash", "target")
-REPORTABLE_FIELDS = DEFAULT_REPORT_FIELDS + ("mtime", "ctime", "ino", "dev", "nlink")
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class SnapshotSettings:
 
 @dataclass(frozen=True)
 class ReportSettings:
-    fields: tuple[str, ...] = DEFAULT_REPORT_FIELDS
+    fields: tuple[str, ...] = DEFAULT_FIELDS
     mail: bool = False
 
 
@@ -78,10 +78,10 @@ class Settings:
 # Keys as the file spells them, where they differ from the attribute name.
 _RENAMED = {("mail", "from"): "sender"}
 _CHOICES = {
-    ("snapshot", "hash"): HASH_ALGORITHMS,
+    ("snapshot", "hash"): tuple(ALGORITHMS),
     ("mail", "transport"): ("sendmail", "smtp"),
-    ("filetraq", "diff_style"): ("unified", "context"),
-    ("filetraq", "diff_order"): ("oldnew", "newold"),
+    ("filetraq", "diff_style"): STYLES,
+    ("filetraq", "diff_order"): ORDERS,
 }
 _SECTIONS = {
     "snapshot": SnapshotSettings,
@@ -177,7 +177,8 @@ def parse_settings(text: str, path: Path, config_dir: Path, state_dir: Path) -> 
 
 def load_settings(config_dir: Path | str, state_dir: Path | str) -> Settings:
     """Read CONFIG/systraq.conf if it exists; an absent file means every default."""
-    config_dir, state_dir = Path(config_dir), Path(state_dir)
+    # Absolute: a job that drops privileges works from "/", and lists name absolute paths.
+    config_dir, state_dir = Path(config_dir).absolute(), Path(state_dir).absolute()
     path = config_dir / CONFIG_NAME
     try:
         raw = path.read_bytes()

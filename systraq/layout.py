@@ -57,27 +57,39 @@ class Layout:
         return self.config_dir / FILETRAQ_TAIL
 
     # -- state -----------------------------------------------------------------------
+    # Each account writes only its own directory: STATE/pub belongs to the account the pub
+    # snapshot runs as, STATE/root to root. Root reads the pub snapshot, never writes there.
+
+    @staticmethod
+    def account_name(uid: int | None = None) -> str:
+        """The state directory's name for an account: root's, or the pub account's."""
+        return "root" if (os.geteuid() if uid is None else uid) == 0 else "pub"
+
+    def account_dir(self, uid: int | None = None) -> Path:
+        return self.state_dir / self.account_name(uid)
+
+    def mode_dir(self, mode: str) -> Path:
+        """Where a mode's snapshot lives: the directory of the account that takes it."""
+        return self.state_dir / mode
 
     def snapshot(self, mode: str) -> Path:
         """The newest snapshot of a mode."""
-        return self.state_dir / f"snapshot_{mode}.stat"
+        return self.mode_dir(mode) / f"snapshot_{mode}.stat"
 
     def snapshot_lock(self, mode: str) -> Path:
-        return self.state_dir / f"snapshot_{mode}.lock"
+        return self.mode_dir(mode) / "snapshot.lock"
 
-    def copy(self, kind: str, mode: str) -> Path:
-        """The reported or baseline copy of a mode (kind: REPORTED or BASELINE)."""
-        return self.state_dir / f"{kind}_{mode}.stat"
+    def copy(self, kind: str, mode: str, uid: int | None = None) -> Path:
+        """The reported or baseline copy of a mode (kind: REPORTED or BASELINE), kept by
+        the account that reports."""
+        return self.account_dir(uid) / f"{kind}_{mode}.stat"
 
-    @property
-    def report_lock(self) -> Path:
-        return self.state_dir / "report.lock"
+    def report_lock(self, uid: int | None = None) -> Path:
+        return self.account_dir(uid) / "report.lock"
 
     def spool(self, uid: int | None = None) -> Path:
-        """The mail spool of an account: STATE/spool for root, STATE/spool.UID otherwise
-        (a spool is private to whoever writes it)."""
-        uid = os.geteuid() if uid is None else uid
-        return self.state_dir / ("spool" if uid == 0 else f"spool.{uid}")
+        """The mail spool of an account (a spool is private to whoever writes it)."""
+        return self.account_dir(uid) / "spool"
 
     @property
     def store(self) -> Path:
@@ -97,3 +109,7 @@ class Layout:
     def forward(self) -> Path:
         """The ~/.forward of an account whose home is the state directory."""
         return self.state_dir / ".forward"
+
+    def flat(self, name: str) -> Path:
+        """A file of the flat layout earlier versions used (``STATE/NAME``), to migrate."""
+        return self.state_dir / name

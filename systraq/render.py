@@ -6,23 +6,12 @@ The only module that imports rich; commands call a ``Terminal`` and never print 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, TextIO
 
-from systraq.changes.compare import ADDED, CHANGED, KINDS
-from systraq.changes.report import (
-    Report,
-    describe_change,
-    describe_entry,
-    render_json,
-    render_text,
-    show_path,
-    span,
-    summary_line,
-)
+from systraq.changes.report import Report, render_json, render_text, report_lines
 from systraq.filetraq.report import FiletraqReport, format_item, format_text, to_json
 from systraq.pathcodec import escape
 
@@ -148,45 +137,18 @@ class Terminal:
         else:
             self._rich_report(report)
 
-    _KIND_STYLE = {CHANGED: ("yellow", "~"), ADDED: ("green", "+"), "removed": ("red", "-")}
+    # Styles of the text report's lines on a terminal, by what each line is.
+    _REPORT_STYLES = {"title": "bold", "mode": "bold cyan", "first": "", "note": "magenta",
+                      "kind changed": "bold yellow", "kind added": "bold green",
+                      "kind removed": "bold red", "path changed": "yellow",
+                      "path added": "green", "path removed": "red", "field": "",
+                      "summary": "bold"}
 
     def _rich_report(self, report: Report) -> None:
-        # File names are data: no markup (escaped below) and no :emoji: codes.
-        print_ = functools.partial(self.console.print, emoji=False)
-        since = "the accepted baseline" if report.against == "baseline" else "the last report"
-        print_(f"[bold]systraq[/] on [bold]{markup_escape(report.host)}[/]: changes since "
-               f"{since}")
-        for section in report.modes:
-            if not section.has_news:
-                continue
-            print_()
-            print_(f"[bold cyan]{section.mode}[/] [dim]{markup_escape(span(section))}[/]")
-            if section.first:
-                print_(f"  first report: [bold]{section.entries:,}[/] entries recorded; "
-                       "changes to them will be reported from now on")
-            for note in section.notes:
-                print_(f"  [magenta]note:[/] {markup_escape(note)}")
-            for kind in KINDS:
-                group = [c for c in section.changes if c.kind == kind]
-                if not group:
-                    continue
-                style, sign = self._KIND_STYLE[kind]
-                print_(f"[bold {style}]{kind}[/] ({len(group)})")
-                for change in group:
-                    path = markup_escape(show_path(change.path))
-                    if kind == CHANGED:
-                        print_(f"  [{style}]{sign}[/] [bold]{path}[/]")
-                        for line in describe_change(change):
-                            print_(f"      {markup_escape(line)}")
-                    else:
-                        entry = change.new if kind == ADDED else change.old
-                        assert entry is not None
-                        what = markup_escape(describe_entry(entry, change.fields))
-                        print_(f"  [{style}]{sign}[/] [bold]{path}[/]  [dim]({what})[/]")
-        summary = summary_line(report)
-        if summary:
-            print_()
-            print_(f"[bold]{markup_escape(summary)}[/]")
+        # File names are data: rich Text, never markup, never :emoji: codes.
+        for line in report_lines(report):
+            self.console.print(rich_text(line.text, style=self._REPORT_STYLES.get(line.role, "")),
+                               soft_wrap=True)
 
     def delivery(self, outcome: DeliveryOutcome | None, mailed: str | None = None) -> None:
         """Trouble with the mail on stderr; a word on a terminal when it went well."""

@@ -49,10 +49,10 @@ def settings_of(ws: Workspace) -> Settings:
 def run_in_process(ws: Workspace, clock: float | None = None, **kwargs) -> tuple[
         FiletraqReport, str]:
     """Run the job in this process; return the report and the text it delivered."""
-    delivered: list[str] = []
-    report = run_filetraq(settings_of(ws), deliver=lambda r: delivered.append(format_text(r)),
-                          clock=(lambda: clock) if clock is not None else time.time, **kwargs)
-    return report, "".join(delivered)
+    shown: list[FiletraqReport] = []
+    run_filetraq(settings_of(ws), show=shown.append,
+                 clock=(lambda: clock) if clock is not None else time.time, **kwargs)
+    return shown[0], "".join(format_text(r) for r in shown)
 
 
 def everything_under(root: Path) -> bytes:

@@ -135,8 +135,8 @@ def test_root_baseline_is_private(ws: Workspace) -> None:
     ws.write_list("root", str(secret))
     assert ws.run("snapshot", "--mode", "root").returncode == 0
     assert ws.run("baseline", "--mode", "root").returncode == 0
-    assert (ws.state / "baseline_root.stat").stat().st_mode & 0o777 == 0o600
+    assert (ws.state / "root" / "baseline_root.stat").stat().st_mode & 0o777 == 0o600
     (secret / "key").write_text("k2")
     assert ws.run("snapshot", "--mode", "root").returncode == 0
     assert ws.run("baseline", "--mode", "root", str(secret / "key")).returncode == 0
-    assert (ws.state / "baseline_root.stat").stat().st_mode & 0o777 == 0o600
+    assert (ws.state / "root" / "baseline_root.stat").stat().st_mode & 0o777 == 0o600

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from systraq.changes.compare import ADDED, CHANGED, REMOVED, compare, compare_states
+from systraq.changes.compare import DEFAULT_FIELDS as DEFAULT_REPORT_FIELDS
 from systraq.changes.report import ModeReport, Report, describe_change, render_text
-from systraq.config import DEFAULT_REPORT_FIELDS
 from systraq.snapshot.entry import RACED, UNREADABLE, Entry
 from systraq.snapshot.state import Header, StateReader, StateWriter
 

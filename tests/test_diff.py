@@ -20,7 +20,7 @@ def test_first_diff_says_how_many_entries_were_recorded_then_nothing(ws: Workspa
     first = ws.run("diff")
     assert first.returncode == 1
     assert "first report:" in first.stdout and "entries recorded" in first.stdout
-    assert (ws.state / "reported_pub.stat").exists()
+    assert (ws.state / "root" / "reported_pub.stat").exists()
     again = ws.run("diff")
     assert (again.returncode, again.stdout, again.stderr) == (0, "", "")
 
@@ -231,7 +231,7 @@ def test_diff_without_mode_covers_every_mode_with_a_snapshot(ws: Workspace) -> N
     first = ws.run("diff")
     assert first.returncode == 1
     assert "pub:" in first.stdout and "root:" in first.stdout
-    assert (ws.state / "reported_root.stat").stat().st_mode & 0o777 == 0o600
+    assert (ws.state / "root" / "reported_root.stat").stat().st_mode & 0o777 == 0o600
     (secret / "key").write_text("k")
     (ws.tree / "pub" / "file").write_text("p")
     assert ws.run("snapshot", "--mode", "all").returncode == 0
@@ -261,7 +261,7 @@ def test_a_diff_held_up_by_another_says_so(ws: Workspace) -> None:
 
     settle(ws)
     (ws.config / "systraq.conf").write_text("[snapshot]\nlock_timeout = 0.2\n")
-    with locked(ws.state / "report.lock", 1):
+    with locked(ws.state / "root" / "report.lock", 1):
         run = ws.run("diff")
     assert run.returncode == 2
     assert "report.lock" in run.stderr and "another systraq run" in run.stderr

@@ -11,7 +11,7 @@ from .diffkit import settle, write_config
 
 
 def _files(state: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(state.iterdir()) if p.suffix == ".stat"}
+    return {str(p.relative_to(state)): p.read_bytes() for p in sorted(state.glob("*/*.stat"))}
 
 
 def _assert_trouble(run, *words: str) -> None:
@@ -28,7 +28,7 @@ def _truncate(path: Path) -> None:
     path.write_bytes(data[: data.rindex(b"\n", 0, len(data) - 1) + 1])  # drop the trailer
 
 
-@pytest.mark.parametrize("which", ["snapshot_pub.stat", "reported_pub.stat"])
+@pytest.mark.parametrize("which", ["pub/snapshot_pub.stat", "root/reported_pub.stat"])
 def test_truncated_state_file_is_trouble_naming_it_and_is_left_as_it_was(
         ws: Workspace, which: str) -> None:
     (ws.tree / "f").write_text("x")
@@ -40,13 +40,13 @@ def test_truncated_state_file_is_trouble_naming_it_and_is_left_as_it_was(
     run = ws.run("diff")
     _assert_trouble(run, f"{ws.state}/{which}:", "truncated (no #end trailer)")
     assert _files(ws.state) == before
-    assert not [p for p in ws.state.iterdir() if p.name.endswith(".pin")]
+    assert not [p for p in ws.state.glob("*/.*") if p.name.endswith(".tmp")]
 
 
 def test_edited_state_file_is_refused_with_its_line(ws: Workspace) -> None:
     (ws.tree / "f").write_text("x")
     settle(ws)
-    reported = ws.state / "reported_pub.stat"
+    reported = ws.state / "root" / "reported_pub.stat"
     reported.write_bytes(reported.read_bytes().replace(b"\t0644\t", b"\t0666\t", 1))
     assert ws.run("snapshot").returncode == 0
     before = _files(ws.state)
@@ -62,7 +62,7 @@ def test_truncated_snapshot_is_never_made_the_baseline(ws: Workspace) -> None:
     assert ws.run("baseline").returncode == 0
     (ws.tree / "g").write_text("y")
     assert ws.run("snapshot").returncode == 0
-    _truncate(ws.state / "snapshot_pub.stat")
+    _truncate(ws.state / "pub" / "snapshot_pub.stat")
     before = _files(ws.state)
     for args in (("baseline",), ("baseline", str(ws.tree / "g"))):
         _assert_trouble(ws.run(*args), "snapshot_pub.stat:", "truncated")
@@ -71,19 +71,19 @@ def test_truncated_snapshot_is_never_made_the_baseline(ws: Workspace) -> None:
 
 def test_state_file_of_a_newer_format_is_refused(ws: Workspace) -> None:
     settle(ws)
-    snapshot = ws.state / "snapshot_pub.stat"
+    snapshot = ws.state / "pub" / "snapshot_pub.stat"
     snapshot.write_bytes(snapshot.read_bytes().replace(b"#systraq-state\t1", b"#systraq-state\t9"))
     _assert_trouble(ws.run("diff"), "snapshot_pub.stat:1:", "version 9 is not understood")
 
 
 def test_reported_copy_of_another_mode_is_refused(ws: Workspace) -> None:
     settle(ws)
-    reported = ws.state / "reported_pub.stat"
+    reported = ws.state / "root" / "reported_pub.stat"
     text = reported.read_bytes()
     reported.write_bytes(text)  # no longer the snapshot's inode
-    (ws.state / "reported_root.stat").write_bytes(text)
+    (ws.state / "root" / "reported_root.stat").write_bytes(text)
     ws.write_list("root", str(ws.tree))
-    (ws.state / "snapshot_root.stat").write_bytes(text)
+    (ws.state / "root" / "snapshot_root.stat").write_bytes(text)
     _assert_trouble(ws.run("diff", "--mode", "root"), "snapshot_root.stat",
                     "holds a pub snapshot where a root one belongs")
 

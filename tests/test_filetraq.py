@@ -294,7 +294,7 @@ def test_failed_delivery_records_nothing_so_the_next_run_reports_again(ws, hosts
         raise OSError(5, "mail system down")
 
     with pytest.raises(OSError):
-        run_filetraq(load_settings(ws.config, ws.state), deliver=broken)
+        run_filetraq(load_settings(ws.config, ws.state), show=broken)
     assert not stored(ws, hosts).exists()
     assert filetraq(ws).stdout == f"Creating first backup of {hosts}.\n"
 

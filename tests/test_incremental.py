@@ -46,13 +46,13 @@ def take(ws: Workspace, monkeypatch=None, ahead_ns: int = 0, **kwargs):
 
 
 def hashes(ws: Workspace) -> dict[bytes, str]:
-    _, entries = read_state(ws.state / "snapshot_pub.stat")
+    _, entries = read_state(ws.state / "pub" / "snapshot_pub.stat")
     return {e.path: e.hash for e in entries if e.type == "f"}
 
 
 def forge(ws: Workspace, path: Path) -> None:
     """Replace one recorded hash, keeping the file valid (as a silent corruption would)."""
-    state = ws.state / "snapshot_pub.stat"
+    state = ws.state / "pub" / "snapshot_pub.stat"
     reader = StateReader(state)
     entries = list(reader)
     with StateWriter(state, reader.header) as writer:
@@ -107,25 +107,25 @@ def test_other_algorithm_is_never_reused(tree: Workspace, monkeypatch) -> None:
 def test_periodic_full_rehash_is_recorded_in_the_header(tree: Workspace, monkeypatch) -> None:
     # The previous snapshot's last full rehash was 25 hours "ago" (default interval 24 h).
     take(tree, monkeypatch, -25 * HOUR_NS)
-    before = read_state(tree.state / "snapshot_pub.stat")[0].full_rehash_ns
+    before = read_state(tree.state / "pub" / "snapshot_pub.stat")[0].full_rehash_ns
     forge(tree, tree.tree / "f0")
     result = take(tree)
-    header = read_state(tree.state / "snapshot_pub.stat")[0]
+    header = read_state(tree.state / "pub" / "snapshot_pub.stat")[0]
     assert result.stats.hashes_reused == 0
     assert header.full_rehash_ns == header.created_ns > before
 
 
 def test_incremental_run_keeps_the_last_full_rehash_time(tree: Workspace, monkeypatch) -> None:
     take(tree, monkeypatch, HOUR_NS)
-    first = read_state(tree.state / "snapshot_pub.stat")[0]
+    first = read_state(tree.state / "pub" / "snapshot_pub.stat")[0]
     take(tree)
-    second = read_state(tree.state / "snapshot_pub.stat")[0]
+    second = read_state(tree.state / "pub" / "snapshot_pub.stat")[0]
     assert second.full_rehash_ns == first.full_rehash_ns < second.created_ns + HOUR_NS
 
 
 def test_corrupt_previous_snapshot_means_a_full_rehash(tree: Workspace, monkeypatch) -> None:
     take(tree, monkeypatch, HOUR_NS)
-    state = tree.state / "snapshot_pub.stat"
+    state = tree.state / "pub" / "snapshot_pub.stat"
     state.write_text(state.read_text().replace("0644", "0666", 1))
     result = take(tree)
     assert result.stats.hashes_reused == 0 and result.stats.files_hashed == 5

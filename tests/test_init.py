@@ -19,12 +19,13 @@ import pytest
 
 from systraq.config import load_settings
 from systraq.errors import SystraqError
+from systraq.layout import Layout
 from systraq.setup import NOT_SET_UP, Marker, format_marker, read_marker
 from systraq.setup.host import Host
 from systraq.setup.init import InitOptions, carry_out, make_plan, with_setting
 from systraq.setup.migrate import meaning_changes
+from systraq.setup.ownership import state_dirs
 from systraq.setup.shipped import find_shipped
-from systraq.setup.statedir import state_dirs
 
 from .conftest import REPO, Workspace, entries_of, needs_root
 
@@ -52,6 +53,10 @@ def configure(ws: Workspace, extra: str = "") -> None:
     (ws.tree / "motd").write_text("hello\n")
     (ws.tree / "secret").write_text("s3cret\n")
     (ws.tree / "secret").chmod(0o600)
+
+
+def layout_of(ws: Workspace) -> Layout:
+    return load_settings(ws.config, ws.state).layout
 
 
 def init(ws: Workspace, host: Host, **options) -> list[str]:
@@ -86,16 +91,17 @@ def test_jobs_of_the_scheduler_init_did_not_choose_keep_quiet(ws: Workspace) -> 
     (ws.state / "initialized").write_text(format_marker(Marker(scheduler="timers")))
     quiet = ws.run("--scheduled-by", "cron", "snapshot")
     assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
-    assert not (ws.state / "snapshot_pub.stat").exists()
+    snapshot = layout_of(ws).snapshot("pub")
+    assert not snapshot.exists()
     runs = ws.run("--scheduled-by", "timers", "snapshot")
     assert runs.returncode == 0, runs.stderr
-    assert entries_of(ws.state / "snapshot_pub.stat")
+    assert entries_of(snapshot)
 
 
 def test_commands_run_by_hand_do_not_wait_for_init(ws: Workspace) -> None:
     ws.write_list("pub", str(ws.tree))
     assert ws.run("snapshot").returncode == 0
-    assert (ws.state / "snapshot_pub.stat").exists()
+    assert layout_of(ws).snapshot("pub").exists()
 
 
 def test_an_unreadable_marker_lets_the_jobs_run(ws: Workspace) -> None:
@@ -132,15 +138,16 @@ def test_init_sets_the_host_up_and_a_second_run_changes_nothing(ws: Workspace,
     said = init(ws, host)
     assert any(s.startswith("snapshots taken (pub: ") for s in said), said
     assert any(s.startswith("filetraq: ") and "first backups" in s for s in said), said
-    nobody = (65534, 65534)
-    state = ws.state.stat()
-    assert (state.st_uid, stat.S_IMODE(state.st_mode)) == (0, 0o1775)
-    store = (ws.state / "filetraq").stat()
-    assert (store.st_uid, store.st_gid) == nobody
-    assert read_marker(ws.state / "initialized").scheduler == "cron"
-    for name in ("baseline_pub.stat", "baseline_root.stat", "reported_pub.stat",
-                 "reported_root.stat"):
-        assert (ws.state / name).exists(), name
+    layout = layout_of(ws)
+    owners = {str(p.relative_to(ws.root)): (p.stat().st_uid, stat.S_IMODE(p.stat().st_mode))
+              for p in (ws.state, layout.snapshot("pub").parent, layout.snapshot("root").parent,
+                        layout.store)}
+    assert owners == {"state": (0, 0o755), "state/pub": (65534, 0o755),
+                      "state/root": (0, 0o700), "state/filetraq": (65534, 0o755)}
+    assert read_marker(layout.setup_marker).scheduler == "cron"
+    for kind in ("baseline", "reported"):
+        for mode in ("pub", "root"):
+            assert layout.copy(kind, mode, 0).exists(), (kind, mode)
     assert 'to = ["root"]' in (ws.config / "systraq.conf").read_text()
     assert (ws.config / "filetraq.conf").read_bytes().startswith(b"# filetraq.conf: generated")
 
@@ -218,7 +225,9 @@ def test_timers_need_the_units_and_a_running_systemd(ws: Workspace, host: Host) 
 def test_state_dirs_follow_the_layout() -> None:
     settings = load_settings("/nonexistent", "/srv/state")
     dirs = {str(d.path): (d.owner, d.group, d.mode) for d in state_dirs(settings)}
-    assert dirs == {"/srv/state": ("root", "pub", 0o1775),
+    assert dirs == {"/srv/state": ("root", "root", 0o755),
+                    "/srv/state/pub": ("pub", "pub", 0o755),
+                    "/srv/state/root": ("root", "root", 0o700),
                     "/srv/state/filetraq": ("pub", "pub", 0o755)}
 
 

@@ -114,11 +114,11 @@ def test_smtp_down_spools_and_each_report_is_later_delivered_exactly_once(
     assert down.returncode == 2 and down.stdout == ""
     assert "mail not delivered" in down.stderr and "Connection refused" in down.stderr
     assert "1 message waits in the spool" in down.stderr
-    assert len(list((ws.state / "spool").glob("*.eml"))) == 1
+    assert len(list((ws.state / "root" / "spool").glob("*.eml"))) == 1
     # Spooled counts as delivered: the change is not reported (or spooled) again.
     still_down = ws.run("diff", "--mail")
     assert still_down.returncode == 2 and "1 message waits" in still_down.stderr
-    assert len(list((ws.state / "spool").glob("*.eml"))) == 1
+    assert len(list((ws.state / "root" / "spool").glob("*.eml"))) == 1
 
     smtp.start()
     (ws.tree / "second").write_text("2")
@@ -128,7 +128,7 @@ def test_smtp_down_spools_and_each_report_is_later_delivered_exactly_once(
     assert len(bodies) == 2
     assert f"{ws.tree}/first" in bodies[0] and f"{ws.tree}/second" not in bodies[0]
     assert f"{ws.tree}/second" in bodies[1] and f"{ws.tree}/first" not in bodies[1]
-    assert list((ws.state / "spool").glob("*.eml")) == []
+    assert list((ws.state / "root" / "spool").glob("*.eml")) == []
     again = snapshot_and_diff(ws, "--mail")
     assert (again.returncode, again.stdout, again.stderr) == (0, "", "")
     assert len(smtp.inbox.messages) == 2
@@ -164,7 +164,7 @@ def test_smtp_login_reads_the_password_file(ws: Workspace) -> None:
         (ws.tree / "g").write_text("1")
         refused = snapshot_and_diff(ws, "--mail")
         assert refused.returncode == 2 and "535" in refused.stderr
-        assert len(list((ws.state / "spool").glob("*.eml"))) == 1
+        assert len(list((ws.state / "root" / "spool").glob("*.eml"))) == 1
     finally:
         server.stop()
 
@@ -216,7 +216,7 @@ def test_failing_sendmail_spools_the_report(ws: Workspace) -> None:
     assert ws.run("diff", "--mail").returncode == 0
     delivered = [p for p in out.iterdir() if p.suffix == ".eml" and p.stat().st_size]
     assert len(delivered) == 2  # the failed hand-over, then the spooled copy
-    assert list((ws.state / "spool").glob("*.eml")) == []
+    assert list((ws.state / "root" / "spool").glob("*.eml")) == []
 
 
 def test_missing_sendmail_spools_the_report(ws: Workspace) -> None:
@@ -262,11 +262,11 @@ def test_first_report_is_mailed_with_the_entry_count(ws: Workspace) -> None:
 def test_report_that_cannot_be_spooled_is_not_lost(ws: Workspace) -> None:
     settle(ws)
     write_config(ws, f'[mail]\nsendmail = "{ws.root}/no-such-sendmail"\n')
-    (ws.state / "spool").write_text("in the way")  # the spool cannot be created
+    (ws.state / "root" / "spool").write_text("in the way")  # the spool cannot be created
     (ws.tree / "f").write_text("x")
     run = snapshot_and_diff(ws, "--mail")
     assert run.returncode == 2 and "mail spool" in run.stderr
-    (ws.state / "spool").unlink()
+    (ws.state / "root" / "spool").unlink()
     out = fake_sendmail(ws)
     assert ws.run("diff", "--mail").returncode == 1  # reported now, not lost
     assert f"{ws.tree}/f" in (out / "0.eml").read_text()
@@ -287,7 +287,7 @@ def test_deliver_sends_spooled_messages_oldest_first(tmp_path: Path, smtp: SMTPS
         assert not outcome.ok and outcome.spooled is not None
         assert outcome.pending == number + 1
     assert [p.name for p in spooled(settings)] == sorted(p.name for p in spooled(settings))
-    assert os.stat(settings.state_dir / "spool").st_mode & 0o777 == 0o700
+    assert os.stat(settings.state_dir / "root" / "spool").st_mode & 0o777 == 0o700
     smtp.start()
     outcome = deliver(settings, "report 3", "body 3\n")
     assert (outcome.ok, outcome.sent, outcome.pending) == (True, 4, 0)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 from dataclasses import replace
 
+from systraq.changes.compare import DEFAULT_FIELDS as DEFAULT_REPORT_FIELDS
 from systraq.changes.compare import compare
 from systraq.changes.report import ModeReport, Report
-from systraq.config import DEFAULT_REPORT_FIELDS
 from systraq.render import Terminal
 from systraq.snapshot.entry import Entry
 from systraq.snapshot.state import Header

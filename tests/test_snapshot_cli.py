@@ -6,14 +6,16 @@ import io
 import os
 import pwd
 import re
+import subprocess
 import threading
+import time
+from pathlib import Path
 
 from systraq.config import load_settings
-from systraq.fs.lock import locked
 from systraq.render import Terminal
 from systraq.snapshot.job import take_snapshot
 
-from .conftest import REPO, Workspace, entries_of, needs_root
+from .conftest import REPO, UNPRIVILEGED, Workspace, entries_of, needs_root
 
 
 def test_shipped_example_config_works_as_root_and_unprivileged(ws: Workspace) -> None:
@@ -21,7 +23,7 @@ def test_shipped_example_config_works_as_root_and_unprivileged(ws: Workspace) ->
     for user in (None, "nobody"):
         done = ws.run("--config-dir", str(example), "snapshot", user=user)
         assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
-        assert entries_of(ws.state / "snapshot_pub.stat")
+        assert entries_of(ws.state / "pub" / "snapshot_pub.stat")
 
 
 def test_rerun_on_unchanged_tree_gives_identical_entries(ws: Workspace) -> None:
@@ -30,9 +32,9 @@ def test_rerun_on_unchanged_tree_gives_identical_entries(ws: Workspace) -> None:
     (ws.tree / "dir" / "b").write_text("two")
     ws.write_list("pub", str(ws.tree))
     ws.run("snapshot")
-    first = (ws.state / "snapshot_pub.stat").read_text().splitlines()
+    first = (ws.state / "pub" / "snapshot_pub.stat").read_text().splitlines()
     ws.run("snapshot")
-    second = (ws.state / "snapshot_pub.stat").read_text().splitlines()
+    second = (ws.state / "pub" / "snapshot_pub.stat").read_text().splitlines()
     differing = [a.split("\t")[0] for a, b in zip(first, second, strict=True) if a != b]
     assert differing == ["#created", "#end"]
 
@@ -42,7 +44,7 @@ def test_root_state_is_private_and_root_only(ws: Workspace) -> None:
     (ws.tree / "shadow").write_text("x")
     ws.write_list("root", str(ws.tree / "shadow"))
     assert ws.run("snapshot", "--mode", "root").returncode == 0
-    assert (ws.state / "snapshot_root.stat").stat().st_mode & 0o777 == 0o600
+    assert (ws.state / "root" / "snapshot_root.stat").stat().st_mode & 0o777 == 0o600
     refused = ws.run("snapshot", "--mode", "root", user="nobody")
     assert refused.returncode == 2
     assert refused.stderr == ("systraq: the root snapshot reads files only root can read: "
@@ -54,19 +56,33 @@ def test_mode_all_writes_both_snapshots(ws: Workspace) -> None:
     ws.write_list("pub", str(ws.tree))
     ws.write_list("root", str(ws.tree))
     assert ws.run("snapshot", "--mode", "all").returncode == 0
-    assert {p.name for p in ws.state.glob("*.stat")} == {"snapshot_pub.stat",
+    assert {p.name for p in ws.state.glob("*/*.stat")} == {"snapshot_pub.stat",
                                                          "snapshot_root.stat"}
 
 
 def test_second_snapshot_waits_then_names_the_lock_holder(ws: Workspace) -> None:
     ws.write_list("pub", str(ws.tree))
     (ws.config / "systraq.conf").write_text("[snapshot]\nlock_timeout = 0.5\n")
-    with locked(ws.state / "snapshot_pub.lock", 1):
-        done = ws.run("snapshot")
+    assert ws.run("snapshot", user="nobody").returncode == 0
+    state = ws.state / "pub" / "snapshot_pub.stat"
+    state.unlink()
+    # The pub account's own run holds its lock (a process of that account, for real).
+    holder = subprocess.Popen(
+        [*UNPRIVILEGED, "flock", "--exclusive", str(ws.state / "pub" / "snapshot.lock"),
+         "sleep", "30"])
+    try:
+        deadline = time.monotonic() + 10
+        while "FLOCK" not in Path("/proc/locks").read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        done = ws.run("snapshot", user="nobody")
+    finally:
+        holder.kill()
+        holder.wait()
     assert done.returncode == 2
-    assert f"(pid {os.getpid()}) holds this lock" in done.stderr
     assert done.stderr.count("\n") == 1
-    assert not (ws.state / "snapshot_pub.stat").exists()
+    # setpriv execs flock, which holds the lock: the kernel's word, not a pid in the file.
+    assert f"(pid {holder.pid}) holds this lock" in done.stderr, done.stderr
+    assert not state.exists()
 
 
 def test_concurrent_snapshots_both_succeed_in_turn(ws: Workspace) -> None:
@@ -81,7 +97,7 @@ def test_concurrent_snapshots_both_succeed_in_turn(ws: Workspace) -> None:
     for thread in threads:
         thread.join()
     assert [r.returncode for r in results] == [0, 0, 0]
-    assert len([ln for ln in entries_of(ws.state / "snapshot_pub.stat")
+    assert len([ln for ln in entries_of(ws.state / "pub" / "snapshot_pub.stat")
                 if ln.startswith(str(ws.tree))]) == 201
 
 
@@ -113,7 +129,7 @@ def test_bad_config_names_file_and_line(ws: Workspace) -> None:
         done = ws.run("snapshot")
         assert done.returncode == 2, text
         assert done.stderr.startswith(f"systraq: {conf}{expected}"), done.stderr
-    assert not (ws.state / "snapshot_pub.stat").exists()
+    assert not (ws.state / "pub" / "snapshot_pub.stat").exists()
 
 
 def test_unreadable_config_is_a_clear_error(ws: Workspace) -> None:
@@ -132,13 +148,13 @@ def test_environment_variables_set_the_directories(ws: Workspace) -> None:
     done = ws.run("snapshot", env={"SYSTRAQ_STATE_DIR": str(other)})
     assert done.returncode == 0
     # The command-line option wins over the environment, as with every global option.
-    assert (ws.state / "snapshot_pub.stat").exists() and not other.exists()
+    assert (ws.state / "pub" / "snapshot_pub.stat").exists() and not other.exists()
     import subprocess
     import sys
     subprocess.run([sys.executable, "-m", "systraq", "snapshot"], check=True, cwd=ws.root,
                    env={**os.environ, "PYTHONPATH": str(REPO),
                         "SYSTRAQ_CONFIG_DIR": str(ws.config), "SYSTRAQ_STATE_DIR": str(other)})
-    assert (other / "snapshot_pub.stat").exists()
+    assert (other / "pub" / "snapshot_pub.stat").exists()
 
 
 def test_terminal_run_shows_a_one_line_summary(ws: Workspace) -> None:
@@ -154,7 +170,7 @@ def test_terminal_run_shows_a_one_line_summary(ws: Workspace) -> None:
     summary = plain.strip().splitlines()[-1]
     assert summary.startswith("snapshot pub: ") and "entries" in summary
     assert "1 list lines matching nothing" in summary
-    assert summary.endswith(str(ws.state / "snapshot_pub.stat"))
+    assert summary.endswith(str(ws.state / "pub" / "snapshot_pub.stat"))
 
 
 def test_help_and_version(ws: Workspace) -> None:
@@ -170,14 +186,14 @@ def test_pub_snapshot_taken_by_root_can_be_replaced_by_the_pub_account(ws: Works
     ws.write_list("pub", str(ws.tree))
     nobody = pwd.getpwnam("nobody").pw_uid
     assert ws.run("snapshot").returncode == 0
-    assert (ws.state / "snapshot_pub.stat").stat().st_uid == nobody
-    before = (ws.state / "snapshot_pub.stat").stat().st_ino
+    assert (ws.state / "pub" / "snapshot_pub.stat").stat().st_uid == nobody
+    before = (ws.state / "pub" / "snapshot_pub.stat").stat().st_ino
     done = ws.run("snapshot", user="nobody")
     assert (done.returncode, done.stderr) == (0, "")
-    assert (ws.state / "snapshot_pub.stat").stat().st_ino != before
+    assert (ws.state / "pub" / "snapshot_pub.stat").stat().st_ino != before
     ws.write_list("root", str(ws.tree))
     assert ws.run("snapshot", "--mode", "root").returncode == 0
-    assert (ws.state / "snapshot_root.stat").stat().st_uid == 0
+    assert (ws.state / "root" / "snapshot_root.stat").stat().st_uid == 0
 
 
 def test_state_dir_not_writable_is_a_clear_error(ws: Workspace) -> None:
@@ -185,6 +201,5 @@ def test_state_dir_not_writable_is_a_clear_error(ws: Workspace) -> None:
     ws.state.chmod(0o755)  # root's, not writable by nobody
     done = ws.run("snapshot", user="nobody")
     assert done.returncode == 2
-    assert done.stderr == (f"systraq: {ws.state}/snapshot_pub.lock: cannot create lock file: "
-                           "Permission denied (the state directory must be writable by this "
-                           "user)\n")
+    assert done.stderr == (f"systraq: {ws.state}/pub: cannot create: Permission denied "
+                           "(set the state directory up as root: systraq init)\n")

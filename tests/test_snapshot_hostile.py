@@ -31,12 +31,12 @@ def snapshot(ws: Workspace, *args: str, user: str | None = None):
     assert done.stdout == "" and done.stderr == "", "cron-quiet: a good run prints nothing"
     # Pub mode also records every home directory of this machine: keep to the workspace.
     mine = os.fsencode(ws.root) + b"/"
-    return {e.path: e for e in read_state(ws.state / "snapshot_pub.stat")[1]
+    return {e.path: e for e in read_state(ws.state / "pub" / "snapshot_pub.stat")[1]
             if e.path.startswith(mine)}
 
 
 def tree_lines(ws: Workspace) -> list[str]:
-    return [ln for ln in entries_of(ws.state / "snapshot_pub.stat")
+    return [ln for ln in entries_of(ws.state / "pub" / "snapshot_pub.stat")
             if ln.startswith(str(ws.root) + "/")]
 
 
@@ -82,7 +82,7 @@ def test_link_in_a_home_to_a_root_only_file_is_never_opened(ws: Workspace) -> No
         entries = snapshot(ws, user=user)
         link = entries[os.fsencode(home / ".ssh" / "authorized_keys")]
         assert (link.type, link.hash, link.target) == ("l", "", os.fsencode(secret))
-        state = (ws.state / "snapshot_pub.stat").read_bytes()
+        state = (ws.state / "pub" / "snapshot_pub.stat").read_bytes()
         assert hashlib.sha256(SECRET).hexdigest().encode() not in state
         assert SECRET not in state
 
@@ -135,7 +135,7 @@ def test_xxh3_hashes_match_xxhsum(ws: Workspace) -> None:
     sums = subprocess.run(["xxhsum", "-H2", str(ws.tree / "f")], capture_output=True,
                           text=True, check=True).stdout.split()[0]
     assert entries[os.fsencode(ws.tree / "f")].hash == sums
-    assert "#hash\txxh3" in (ws.state / "snapshot_pub.stat").read_text()
+    assert "#hash\txxh3" in (ws.state / "pub" / "snapshot_pub.stat").read_text()
 
 
 def test_sparse_4gib_file_is_hashed_in_seconds(ws: Workspace) -> None:

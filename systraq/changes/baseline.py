@@ -122,7 +122,9 @@ def _accept_paths(settings: Settings, mode: str, selection: PathSelection, show:
         result = BaselineResult(mode, 0, first=old_reader is None)
         with StateWriter(target, new, private=(mode == "root")) as writer:
             for a, b in merge(old_reader if old_reader is not None else (), new_reader):
-                path = b.path if b is not None else a.path  # type: ignore[union-attr]
+                either = b if b is not None else a
+                assert either is not None
+                path = either.path
                 change = difference(a, b, fields)
                 keep = a
                 if selection.matches(path):

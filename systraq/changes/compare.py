@@ -27,12 +27,22 @@ REMOVED = "removed"
 CHANGED = "changed"
 KINDS = (CHANGED, ADDED, REMOVED)
 
-# Field name (as report.fields spells it) → Entry attribute.
+# Field name (as report.fields spells it) → Entry attribute, in the order reports show them.
 ATTRIBUTES = {
     "type": "type", "perms": "perms", "uid": "uid", "gid": "gid", "size": "size",
     "hash": "hash", "target": "target", "mtime": "mtime_ns", "ctime": "ctime_ns",
     "ino": "ino", "dev": "dev", "nlink": "nlink", "status": "status",
 }
+FIELD_ORDER = ("status", "type", "hash", "size", "perms", "uid", "gid", "target", "mtime",
+               "ctime", "ino", "dev", "nlink")
+DEFAULT_FIELDS = ("type", "perms", "uid", "gid", "size", "hash", "target")
+# What report.fields may name (the scan status is always compared).
+REPORTABLE_FIELDS = tuple(name for name in FIELD_ORDER if name != "status")
+
+
+# A field's value as entries hold it: numbers, names, hex digests, link targets (bytes).
+FieldValue = int | str | bytes | None
+Fields = dict[str, tuple[FieldValue, FieldValue]]
 
 
 @dataclass(frozen=True)
@@ -44,7 +54,7 @@ class Change:
 
     path: bytes
     kind: str
-    fields: dict[str, tuple[object, object]]
+    fields: Fields
     old: Entry | None
     new: Entry | None
 
@@ -60,7 +70,7 @@ def applies(name: str, entry: Entry) -> bool:
     return True
 
 
-def value(name: str, entry: Entry) -> object:
+def value(name: str, entry: Entry) -> FieldValue:
     return getattr(entry, ATTRIBUTES[name])
 
 
@@ -79,9 +89,9 @@ def comparable(name: str, old: Entry, new: Entry, compare_hash: bool = True) -> 
 
 
 def changed_fields(old: Entry, new: Entry, fields: Sequence[str],
-                   compare_hash: bool = True) -> dict[str, tuple[object, object]]:
+                   compare_hash: bool = True) -> Fields:
     """The reported fields that differ between two entries of the same path."""
-    out: dict[str, tuple[object, object]] = {}
+    out: Fields = {}
     for name in fields:
         if comparable(name, old, new, compare_hash):
             before, after = value(name, old), value(name, new)
@@ -92,10 +102,9 @@ def changed_fields(old: Entry, new: Entry, fields: Sequence[str],
     return out
 
 
-def entry_fields(entry: Entry, fields: Sequence[str], side: str
-                 ) -> dict[str, tuple[object, object]]:
+def entry_fields(entry: Entry, fields: Sequence[str], side: str) -> Fields:
     """An added (side 'new') or removed (side 'old') entry's values, as (old, new) pairs."""
-    out: dict[str, tuple[object, object]] = {}
+    out: Fields = {}
     names = list(fields) + (["status"] if entry.status != OK else [])
     for name in names:
         if not applies(name, entry) or (name == "hash" and not entry.hash):

@@ -22,6 +22,7 @@ from systraq.fs.atomic import AtomicFile
 from systraq.fs.lock import locked
 from systraq.layout import MODES
 from systraq.snapshot.state import Header, StateReader, open_state
+from systraq.statedir import own_dir
 
 _COPY_CHUNK = 1 << 20
 _TRAILER_BYTES = 256
@@ -62,12 +63,8 @@ def resolve_modes(settings: Settings, choice: str | None) -> tuple[str, ...]:
 
 def report_lock(settings: Settings) -> contextlib.AbstractContextManager[None]:
     """The lock every run that reads or moves a reported or baseline copy holds."""
-    try:
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise SystraqError(f"cannot create the state dir: {err.strerror}",
-                           settings.state_dir) from None
-    return locked(settings.layout.report_lock, settings.snapshot.lock_timeout)
+    own_dir(settings)
+    return locked(settings.layout.report_lock(), settings.snapshot.lock_timeout)
 
 
 def check_mode(reader: StateReader, mode: str) -> None:

@@ -12,7 +12,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from systraq.changes.compare import ADDED, CHANGED, KINDS, REMOVED, Change
+from systraq.changes.compare import (
+    ADDED,
+    CHANGED,
+    FIELD_ORDER,
+    KINDS,
+    REMOVED,
+    Change,
+    Fields,
+    FieldValue,
+)
 from systraq.pathcodec import escape
 from systraq.snapshot.entry import OK, RACED, TYPE_NAMES, UNREADABLE, Entry
 from systraq.snapshot.state import Header
@@ -20,9 +29,6 @@ from systraq.snapshot.state import Header
 AGAINST_REPORTED = "reported"
 AGAINST_BASELINE = "baseline"
 JSON_VERSION = 1
-# The order fields are shown in, whatever order report.fields lists them.
-FIELD_ORDER = ("status", "type", "hash", "size", "perms", "uid", "gid", "target", "mtime",
-               "ctime", "ino", "dev", "nlink")
 _LABELS = {"mtime": "mtime", "ctime": "ctime", "ino": "inode", "dev": "device",
            "nlink": "links"}
 _STATUS_WORDS = {UNREADABLE: "unreadable", RACED: "changing while scanned", OK: "readable"}
@@ -83,15 +89,17 @@ def iso_time(ns: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns // 1_000_000_000))
 
 
-def show_path(path: bytes) -> str:
-    return escape(path)
+def show_text(text: str) -> str:
+    """A value read from a state file (host, user or group name) as a report shows it:
+    escaped like paths, so it cannot forge a line or a mail header."""
+    return escape(text.encode("utf-8", "surrogateescape"))
 
 
 def _owner(number: object, name: str) -> str:
-    return name or str(number)
+    return show_text(name) if name else str(number)
 
 
-def _show(name: str, raw: object, entry: Entry | None = None) -> str:
+def _show(name: str, raw: FieldValue, entry: Entry | None = None) -> str:
     """One field value in words (for text reports)."""
     if raw is None:
         return "(none)"
@@ -103,10 +111,10 @@ def _show(name: str, raw: object, entry: Entry | None = None) -> str:
         return _owner(raw, entry.user if entry else "")
     if name == "gid":
         return _owner(raw, entry.group if entry else "")
-    if name == "target":
-        return escape(raw)  # type: ignore[arg-type]
+    if isinstance(raw, bytes):
+        return escape(raw)
     if name in ("mtime", "ctime"):
-        return local_time(int(raw))  # type: ignore[call-overload]
+        return local_time(int(raw))
     if name == "hash":
         return str(raw)[:16]
     return str(raw)
@@ -128,7 +136,8 @@ def describe_change(change: Change) -> list[str]:
                              "content not compared)")
         elif name == "hash":
             size = fields.get("size")
-            detail = f"size {size[0]} → {size[1]}" if size else f"same size, {new.size}"  # type: ignore[union-attr]
+            detail = f"size {size[0]} → {size[1]}" if size else \
+                f"same size, {new.size if new else '?'}"
             lines.append(f"content changed ({detail})")
         elif name == "size":
             if "hash" not in fields:
@@ -139,7 +148,7 @@ def describe_change(change: Change) -> list[str]:
     return lines
 
 
-def describe_entry(entry: Entry, fields: dict[str, tuple[object, object]]) -> str:
+def describe_entry(entry: Entry, fields: Fields) -> str:
     """An added or removed entry in a few words: ``file 0644 root:root, 120 bytes``."""
     words = [TYPE_NAMES.get(entry.type, entry.type)]
     if "perms" in fields:
@@ -190,50 +199,63 @@ def subject(report: Report) -> str:
                                             for s in report.modes if s.first)
     else:
         what = "no changes"
-    return f"[Systraq] {report.host}: {what}"
+    return f"[Systraq] {show_text(report.host)}: {what}"
 
 
 # --- plain text --------------------------------------------------------------------------
 
-def render_text(report: Report) -> str:
-    """The plain-text report cron and mail carry."""
+@dataclass(frozen=True)
+class Line:
+    """One line of the text report, with what it is (a terminal styles it by that)."""
+
+    text: str
+    role: str = ""  # title, mode, first, note, kind, path, field, summary; "" for blank
+
+
+def report_lines(report: Report) -> list[Line]:
+    """The text report, line by line: the one layout plain text and the terminal share."""
     since = "the accepted baseline" if report.against == AGAINST_BASELINE else \
         "the last report"
-    out = [f"systraq on {report.host}: changes since {since}"]
+    out = [Line(f"systraq on {show_text(report.host)}: changes since {since}", "title")]
     for section in report.modes:
         if not section.has_news:
             continue
-        out.append("")
-        out.append(f"{section.mode}: {span(section)}")
+        out.append(Line(""))
+        out.append(Line(f"{section.mode}: {span(section)}", "mode"))
         if section.first:
-            out.append(f"  first report: {section.entries} entries recorded; changes to them "
-                       "will be reported from now on")
-        for note in section.notes:
-            out.append(f"  note: {note}")
+            out.append(Line(f"  first report: {section.entries} entries recorded; changes to "
+                            "them will be reported from now on", "first"))
+        out.extend(Line(f"  note: {note}", "note") for note in section.notes)
         for kind in KINDS:
             group = [c for c in section.changes if c.kind == kind]
             if not group:
                 continue
-            out.append(f"{kind} ({len(group)}):")
+            out.append(Line(f"{kind} ({len(group)}):", f"kind {kind}"))
             for change in group:
                 if kind == CHANGED:
-                    out.append(f"  {show_path(change.path)}")
-                    out.extend(f"      {line}" for line in describe_change(change))
+                    out.append(Line(f"  {escape(change.path)}", f"path {kind}"))
+                    out.extend(Line(f"      {line}", "field")
+                               for line in describe_change(change))
                 else:
                     entry = change.new if kind == ADDED else change.old
                     assert entry is not None
-                    out.append(f"  {show_path(change.path)}  "
-                               f"({describe_entry(entry, change.fields)})")
+                    out.append(Line(f"  {escape(change.path)}  "
+                                    f"({describe_entry(entry, change.fields)})", f"path {kind}"))
     summary = summary_line(report)
     if summary:
-        out.append("")
-        out.append(summary)
-    return "\n".join(out) + "\n"
+        out.append(Line(""))
+        out.append(Line(summary, "summary"))
+    return out
+
+
+def render_text(report: Report) -> str:
+    """The plain-text report cron and mail carry."""
+    return "".join(line.text + "\n" for line in report_lines(report))
 
 
 # --- JSON --------------------------------------------------------------------------------
 
-def json_value(name: str, raw: object) -> object:
+def json_value(name: str, raw: FieldValue) -> object:
     """A field value as JSON holds it: perms as octal text, types by name, paths escaped."""
     if raw is None:
         return None
@@ -241,8 +263,8 @@ def json_value(name: str, raw: object) -> object:
         return f"{raw:04o}"
     if name == "type":
         return TYPE_NAMES.get(str(raw), str(raw))
-    if name == "target":
-        return escape(raw)  # type: ignore[arg-type]
+    if isinstance(raw, bytes):
+        return escape(raw)
     return raw
 
 
@@ -273,7 +295,7 @@ def render_json(report: Report) -> str:
             "entries": section.entries,
             "notes": section.notes,
         })
-    changes = [{"mode": mode, "path": show_path(change.path), "kind": change.kind,
+    changes = [{"mode": mode, "path": escape(change.path), "kind": change.kind,
                 "fields": json_fields(change)} for mode, change in report.changes]
     document = {"version": JSON_VERSION, "host": report.host, "against": report.against,
                 "modes": modes, "changes": changes}

@@ -63,6 +63,17 @@ class DeliveryOutcome:
     def ok(self) -> bool:
         return not self.error
 
+    def to_wire(self) -> dict[str, object]:
+        """Plain data, to cross the privilege boundary."""
+        return {"sent": self.sent, "spooled": os.fspath(self.spooled) if self.spooled else None,
+                "pending": self.pending, "error": self.error}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, object]) -> DeliveryOutcome:
+        spooled = data["spooled"]
+        return cls(int(data["sent"]), Path(str(spooled)) if spooled else None,  # type: ignore[call-overload]
+                   int(data["pending"]), str(data["error"]))  # type: ignore[call-overload]
+
     def describe(self) -> str:
         """One line for stderr when something is left waiting."""
         waiting = "1 message waits" if self.pending == 1 else f"{self.pending} messages wait"
@@ -101,6 +112,20 @@ def mail_host(mailname: Path = Path("/etc/mailname")) -> str:
 def default_sender() -> str:
     """``From:`` when mail.from is empty: systraq@ the configured or real host name."""
     return f"systraq@{mail_host()}"
+
+
+def preload(settings: Settings) -> None:
+    """Import everything mailing uses now, by building and parsing a message, before a
+    drop to an account that may not be able to read the Python installation (a per-user
+    interpreter under /root)."""
+    import smtplib  # noqa: F401
+    import ssl  # noqa: F401
+    from email import policy
+    from email.parser import BytesParser
+
+    fqdn()
+    sample = build_message(settings, "systraq", "→ preload\n").as_bytes()
+    BytesParser(policy=policy.default).parsebytes(sample)
 
 
 def build_message(settings: Settings, subject: str, body: str) -> EmailMessage:

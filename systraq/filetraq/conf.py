@@ -29,10 +29,11 @@ from pathlib import Path
 from systraq.config import Settings
 from systraq.errors import SystraqError
 from systraq.fs.atomic import write_atomic
-from systraq.fs.nofollow import DirCache, ThroughSymlink, join
+from systraq.fs.nofollow import DirCache, ThroughSymlink, join, pseudo_fs_devices, split
+from systraq.fs.privilege import pub_account, run_as
+from systraq.fs.walk import walk
 from systraq.layout import FILETRAQ_TAIL, OWN_CONFIG_FILES
 from systraq.patterns import literal
-from systraq.snapshot.job import pub_scan_user
 from systraq.snapshot.listfiles import expand, home_directories, parse_list
 
 DEFAULT_DIRS = (Path("/etc"),)
@@ -58,41 +59,46 @@ def world_readable_files(top: bytes) -> Iterator[bytes]:
     """Regular files with o+r below ``top``, never following a symlink, never entering a
     directory this user cannot list; sorted bytewise within each directory."""
     with DirCache() as dirs:
-        stack = [top]
-        while stack:
-            directory = stack.pop()
-            try:
-                fd = dirs.open(directory)
-                names = sorted(os.fsencode(n) for n in os.listdir(fd))
-            except (OSError, ThroughSymlink):
-                continue
-            subdirs = []
-            for name in names:
-                path = join(directory, name)
-                try:
-                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                except OSError:
-                    continue
-                if stat.S_ISDIR(st.st_mode):
-                    subdirs.append(path)
-                elif stat.S_ISREG(st.st_mode) and st.st_mode & stat.S_IROTH:
-                    yield path
-            stack.extend(reversed(subdirs))
+        st = _lstat(dirs, top)
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            return
+        for found in walk(dirs, top, st, pseudo_devices=pseudo_fs_devices()):
+            if not found.skipped and stat.S_ISREG(found.st.st_mode) \
+                    and found.st.st_mode & stat.S_IROTH:
+                yield found.path
+
+
+def _lstat(dirs: DirCache, path: bytes) -> os.stat_result | None:
+    parent, name = split(path)
+    try:
+        if not name:
+            return os.stat(b"/")
+        return os.stat(name, dir_fd=dirs.open(parent), follow_symlinks=False)
+    except (OSError, ThroughSymlink):
+        return None
 
 
 def authorized_keys(homes: Iterable[bytes]) -> list[bytes]:
-    """Every existing ``~/.ssh/authorized_keys*`` this user can see."""
+    """Every existing ``~/.ssh/authorized_keys*`` that is a regular file this user can see.
+
+    Only regular files: a directory of that name would have filetraq copy its whole tree.
+    """
     found = []
     with DirCache() as dirs:
         for home in homes:
             ssh = join(home, b".ssh")
             try:
                 # expand() yields a symlink met on the way (a home that is a link): not ours.
-                found.extend(p for p in expand(join(ssh, b"authorized_keys*"), dirs)
-                             if p.startswith(ssh + b"/authorized_keys"))
+                matches = [p for p in expand(join(ssh, b"authorized_keys*"), dirs)
+                           if p.startswith(ssh + b"/authorized_keys")]
             except OSError as err:
                 if err.errno not in (errno.EACCES, errno.EPERM):
                     raise
+                continue
+            for path in matches:
+                st = _lstat(dirs, path)
+                if st is not None and stat.S_ISREG(st.st_mode):
+                    found.append(path)
     return found
 
 
@@ -111,7 +117,7 @@ def collect(settings: Settings, dirs: Iterable[Path], output: Path) -> list[list
     return sections
 
 
-def render(sections: list[list[bytes]], dirs: Iterable[Path], tail: Path | None
+def format_conf(sections: list[list[bytes]], dirs: Iterable[Path], tail: Path | None
            ) -> tuple[bytes, int, int]:
     """The file's bytes, the number of entries and of names skipped."""
     titles = [f"# world-readable files under {', '.join(str(d) for d in dirs)}",
@@ -139,43 +145,6 @@ def render(sections: list[list[bytes]], dirs: Iterable[Path], tail: Path | None
     return data, entries, skipped
 
 
-def _collect_as(account: pwd.struct_passwd, settings: Settings, dirs: list[Path],
-                output: Path) -> list[list[bytes]]:
-    """Run ``collect`` in a child process that has dropped root; read its result back."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child, checked through its output
-        os.close(read_fd)
-        status = 0
-        with os.fdopen(write_fd, "wb") as out:
-            try:
-                os.setgroups([])
-                os.setgid(account.pw_gid)
-                os.setuid(account.pw_uid)
-                os.chdir("/")
-                # Paths may hold any byte but NUL: each ends with NUL, a section with one more.
-                out.write(b"O" + b"".join(b"".join(p + b"\0" for p in section) + b"\0"
-                                          for section in collect(settings, dirs, output)))
-            except BaseException as err:
-                out.write(b"E" + str(err).replace("\n", " ").encode())
-                status = 2
-        os._exit(status)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as stream:
-        data = stream.read()
-    _, status = os.waitpid(pid, 0)
-    if not data.startswith(b"O") or os.waitstatus_to_exitcode(status) != 0:
-        error = data[1:].decode(errors="replace") if data.startswith(b"E") else "no result"
-        raise SystraqError(f"listing files as {account.pw_name} failed: {error}")
-    sections: list[list[bytes]] = [[]]
-    for token in data[1:].split(b"\0")[:-1]:
-        if token:
-            sections[-1].append(token)
-        else:
-            sections.append([])
-    return sections[:-1]
-
-
 def write_filetraq_conf(settings: Settings, output: Path | None = None,
                         dirs: Iterable[Path] | None = None) -> ConfResult:
     """Regenerate the list; replace it atomically if (and only if) its content changed."""
@@ -184,15 +153,15 @@ def write_filetraq_conf(settings: Settings, output: Path | None = None,
     for directory in dirs:
         if not directory.is_dir():
             raise SystraqError("not a directory", directory)
-    account = pub_scan_user(settings)
+    account = pub_account(settings)
     if account is None:
         sections = collect(settings, dirs, output)
         generated_as = pwd.getpwuid(os.geteuid()).pw_name
     else:
-        sections = _collect_as(account, settings, dirs, output)
+        sections = run_as(account, collect, settings, dirs, output)
         generated_as = account.pw_name
     tail = settings.layout.filetraq_tail
-    data, entries, skipped = render(sections, dirs, tail if tail.exists() else None)
+    data, entries, skipped = format_conf(sections, dirs, tail if tail.exists() else None)
     result = ConfResult(output, entries, changed=False, skipped=skipped,
                         generated_as=generated_as)
     try:

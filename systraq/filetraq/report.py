@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +49,24 @@ class Item:
 
     path: bytes
     event: Event
-    detail: str = ""  # reason, link target, file type, error, where the list line is
-    was: str = ""  # the previous link target, or what the path was before (TRACKED)
+    reason: str = ""  # PRIVATE, UNREADABLE: why; BINARY_CHANGED: why there is no diff
+    target: str = ""  # SYMLINK: where it points (escaped)
+    was: str = ""  # SYMLINK: the previous target; TRACKED: the kind it was before
+    file_type: str = ""  # SPECIAL: fifo, socket, device
+    limit: int = 0  # LARGE: the size limit it is over
+    where: str = ""  # UNMATCHED: the list file and line
     note: str = ""  # an extra remark
     old: Version | None = None
     new: Version | None = None
     kept_as: bytes | None = None  # name of the dated copy that keeps the previous content
     diff: tuple[str, ...] = ()
+
+    @property
+    def detail(self) -> str:
+        """The one detail JSON carries (``detail``), whatever the event."""
+        if self.event == Event.LARGE:
+            return str(self.limit)
+        return self.reason or self.target or self.file_type or self.where
 
 
 @dataclass
@@ -106,30 +117,30 @@ def format_item(item: Item) -> list[str]:
         case Event.CHANGED:
             return [f"Changes in {p}{kept}:", *item.diff]
         case Event.BINARY_CHANGED:
-            what = "Binary file" if not item.detail else "File"
-            detail = f" ({item.detail})" if item.detail else ""
+            what = "Binary file" if not item.reason else "File"
+            detail = f" ({item.reason})" if item.reason else ""
             return [f"{what} {p} changed{kept}{detail}:", *_versions(item)]
         case Event.LARGE:
             size = item.new.size if item.new else 0
             digest = f" (sha256 {item.new.sha256})" if item.new else ""
-            return [f"{p}: {size} bytes, over the {item.detail}-byte limit: content "
+            return [f"{p}: {size} bytes, over the {item.limit}-byte limit: content "
                     f"tracked by hash only{digest}."]
         case Event.LARGE_CHANGED:
             return [f"Large file {p} changed (tracked by hash only):", *_versions(item)]
         case Event.TRACKED:
             return [f"{p}: {_WAS.get(item.was, 'now a regular file')}: content tracked."]
         case Event.PRIVATE:
-            return [f"{p}: not readable by everyone ({item.detail}): content not "
+            return [f"{p}: not readable by everyone ({item.reason}): content not "
                     f"tracked{note}."]
         case Event.SYMLINK:
             if item.was:
-                return [f"{p}: symlink now points to {item.detail} (was {item.was}), "
+                return [f"{p}: symlink now points to {item.target} (was {item.was}), "
                         "not followed."]
-            return [f"{p}: symlink to {item.detail}, not followed."]
+            return [f"{p}: symlink to {item.target}, not followed."]
         case Event.SPECIAL:
-            return [f"{p}: {item.detail}, not a regular file: content not tracked."]
+            return [f"{p}: {item.file_type}, not a regular file: content not tracked."]
         case Event.UNREADABLE:
-            return [f"{p}: cannot be read ({item.detail}): content not tracked."]
+            return [f"{p}: cannot be read ({item.reason}): content not tracked."]
         case Event.RACED:
             return [f"{p}: changed while being read; compared again next run."]
         case Event.VANISHED:
@@ -137,8 +148,44 @@ def format_item(item: Item) -> list[str]:
         case Event.REMOVED:
             return [f"{p}: removed{note}."]
         case Event.UNMATCHED:
-            return [f"No file matches {p} ({item.detail})."]
+            return [f"No file matches {p} ({item.where})."]
     raise AssertionError(item.event)
+
+
+def report_to_wire(report: FiletraqReport) -> dict[str, Any]:
+    """The report as plain data, to cross the privilege boundary (see report_from_wire)."""
+    items = []
+    for item in report.items:
+        data = {f.name: getattr(item, f.name) for f in fields(Item)}
+        data["event"] = str(item.event)
+        data["old"] = [item.old.size, item.old.sha256] if item.old else None
+        data["new"] = [item.new.size, item.new.sha256] if item.new else None
+        data["diff"] = list(item.diff)
+        items.append(data)
+    return {"filelist": os.fspath(report.filelist), "backupdir": os.fspath(report.backupdir),
+            "max_size": report.max_size, "items": items, "warnings": report.warnings,
+            "problems": report.problems, "checked": report.checked,
+            "seconds": report.seconds}
+
+
+def report_from_wire(data: dict[str, Any]) -> FiletraqReport:
+    """A report from ``report_to_wire``'s data; what does not fit is refused."""
+    items = []
+    for raw in data["items"]:
+        values = dict(raw)
+        values["event"] = Event(values["event"])
+        for side in ("old", "new"):
+            values[side] = Version(int(values[side][0]), str(values[side][1])) \
+                if values[side] else None
+        values["diff"] = tuple(str(line) for line in values["diff"])
+        for name in ("path", "kept_as"):
+            if values[name] is not None and not isinstance(values[name], bytes):
+                raise ValueError(f"filetraq report: {name} is not bytes")
+        items.append(Item(**values))
+    return FiletraqReport(Path(data["filelist"]), Path(data["backupdir"]),
+                          int(data["max_size"]), items, [str(w) for w in data["warnings"]],
+                          [str(p) for p in data["problems"]], int(data["checked"]),
+                          float(data["seconds"]))
 
 
 def filetraq_subject(report: FiletraqReport) -> str:

@@ -39,8 +39,23 @@ KINDS = (TRACKED, LARGE, PRIVATE, SYMLINK, SPECIAL, UNREADABLE)
 
 @dataclass(frozen=True)
 class Record:
+    """What a path was when last seen: its kind, and what the notice said about it."""
+
     kind: str
-    detail: str = ""
+    detail: str = ""  # symlink target, file type or error; empty for other kinds
+    size: int = 0  # LARGE: the size and sha256 tracked instead of the content
+    sha256: str = ""
+
+    def field(self) -> str:
+        """The detail column of the memory file (``size sha256`` for a large file)."""
+        return f"{self.size} {self.sha256}" if self.kind == LARGE else self.detail
+
+
+def _record(kind: str, field: str) -> Record:
+    if kind == LARGE:
+        size, sha256 = field.split(" ", 1)
+        return Record(kind, size=int(size), sha256=sha256)
+    return Record(kind, field)
 
 
 @dataclass
@@ -71,7 +86,7 @@ def parse(data: bytes) -> Memory:
         try:
             kind, *fields = raw.decode("utf-8").split("\t")
             if kind == "F" and len(fields) == 3 and fields[1] in KINDS:
-                memory.files[unescape(fields[0])] = Record(
+                memory.files[unescape(fields[0])] = _record(
                     fields[1], unescape(fields[2]).decode("utf-8"))
             elif kind == "U" and len(fields) == 1:
                 memory.unmatched.add(unescape(fields[0]))
@@ -86,7 +101,7 @@ def format_memory(memory: Memory) -> bytes:
     out = [MAGIC]
     for path in sorted(memory.files):
         record = memory.files[path]
-        out.append(f"F\t{escape(path)}\t{record.kind}\t{escape(record.detail.encode())}")
+        out.append(f"F\t{escape(path)}\t{record.kind}\t{escape(record.field().encode())}")
     out.extend(f"U\t{escape(pattern)}" for pattern in sorted(memory.unmatched))
     out.append(f"#end\t{len(memory.files) + len(memory.unmatched)}")
     return ("\n".join(out) + "\n").encode()

@@ -36,7 +36,8 @@ from pathlib import Path
 
 from systraq.errors import SystraqError
 from systraq.fs.atomic import AtomicFile
-from systraq.fs.nofollow import DIR_FLAGS, FILE_FLAGS
+from systraq.fs.nofollow import DIR_FLAGS, FILE_FLAGS, DirCache, ThroughSymlink, join, split
+from systraq.fs.walk import walk
 from systraq.pathcodec import escape
 
 try:
@@ -67,7 +68,7 @@ class Orig:
 
 
 @dataclass(frozen=True)
-class Staged:
+class StagedContent:
     """New content written aside in the store, waiting to become ``orig``."""
 
     path: bytes
@@ -79,6 +80,16 @@ class Staged:
 class PruneResult:
     removed: list[bytes] = field(default_factory=list)
     kept: int = 0
+
+    def to_wire(self) -> dict[str, object]:
+        return {"removed": self.removed, "kept": self.kept}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, object]) -> PruneResult:
+        removed = data["removed"]
+        if not isinstance(removed, list) or not all(isinstance(p, bytes) for p in removed):
+            raise ValueError("prune result: removed is not a list of paths")
+        return cls(removed, int(data["kept"]))  # type: ignore[call-overload]
 
 
 def dated_name(when: time.struct_time, copy: int = 1) -> bytes:
@@ -244,7 +255,7 @@ class Store:
     # -- writing ---------------------------------------------------------------------
 
     def stage(self, path: bytes, content: bytes, source: os.stat_result, keep_previous: bool,
-              when: time.struct_time) -> Staged:
+              when: time.struct_time) -> StagedContent:
         """Keep the previous ``orig`` as a dated copy, write the new content aside.
 
         Return what ``publish`` needs, after a ``sync``, to make the content ``orig``: the
@@ -258,11 +269,11 @@ class Store:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(name, dir_fd=fd)
             kept = self._keep_dated(fd, when) if keep_previous else None
-            return Staged(path, self._write_temp(fd, content, source), kept)
+            return StagedContent(path, self._write_temp(fd, content, source), kept)
         finally:
             os.close(fd)
 
-    def publish(self, staged: Staged) -> None:
+    def publish(self, staged: StagedContent) -> None:
         """The staged content becomes ``orig`` (a rename: atomic)."""
         fd = self._entry_dir(staged.path, create=False)
         if fd is None:
@@ -333,32 +344,51 @@ class Store:
     # -- pruning ---------------------------------------------------------------------
 
     def prune(self, older_than_days: float, now: float | None = None) -> PruneResult:
-        """Delete dated copies made more than ``older_than_days`` ago, and nothing else."""
+        """Delete dated copies made more than ``older_than_days`` ago, and nothing else.
+
+        Iterative and never through a symlink: a store as deep as a hostile tree it
+        mirrors is pruned like any other.
+        """
         now = time.time() if now is None else now
         cutoff = now - older_than_days * 86400
         result = PruneResult()
-        top = os.fsencode(self.path).rstrip(b"/")
-        for dirpath, dirnames, filenames, dirfd in os.fwalk(b".", dir_fd=self.fd,
-                                                             follow_symlinks=False):
-            if dirpath == b"." and META in dirnames:
-                dirnames.remove(META)
-            dirnames.sort()
-            for name in sorted(filenames):
-                made = dated_time(name, now)
-                if made is None:
-                    continue
-                try:
-                    st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                if not stat.S_ISREG(st.st_mode):
+        top = os.fsencode(self.path).rstrip(b"/") or b"/"
+        meta = join(top, META)
+        with DirCache() as dirs:
+            for found in walk(dirs, top, os.fstat(self.fd),
+                              may_enter=lambda path, _st: "meta" if path == meta else None):
+                made = dated_time(split(found.path)[1], now)
+                if found.skipped or made is None or not stat.S_ISREG(found.st.st_mode):
                     continue
                 if made < cutoff:
-                    os.unlink(name, dir_fd=dirfd)
-                    result.removed.append(top + dirpath[1:] + b"/" + name)
+                    parent, name = split(found.path)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(name, dir_fd=dirs.open(parent))
+                        result.removed.append(found.path)
                 else:
                     result.kept += 1
         return result
+
+
+def hand_over(top: Path, uid: int, gid: int) -> None:
+    """Give a store and everything in it to an account (root made it; the cron job runs
+    as that account and must be able to write it). Never follows a symlink."""
+    os.chown(top, uid, gid, follow_symlinks=False)
+    with DirCache() as dirs:
+        stack = [os.fsencode(top.absolute())]
+        while stack:
+            directory = stack.pop()
+            try:
+                fd = dirs.open(directory)
+                entries = [(os.fsencode(e.name), e.is_dir(follow_symlinks=False))
+                           for e in os.scandir(fd)]
+            except (OSError, ThroughSymlink):
+                continue
+            for name, is_dir in entries:
+                with contextlib.suppress(FileNotFoundError):
+                    os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
+                if is_dir:
+                    stack.append(join(directory, name))
 
 
 def _read(fd: int, st: os.stat_result, limit: int) -> Orig:

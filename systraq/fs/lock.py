@@ -1,4 +1,10 @@
-"""One lock per job and mode, so two runs at once never corrupt each other's state."""
+"""One lock per job and mode, so two runs at once never corrupt each other's state.
+
+A lock file is this account's own 0600 file in a directory only this account can write:
+``flock`` works on any descriptor, read-only ones too, so a lock file another account can
+open is a switch that account can use to stop every run. A lock file that is not ours,
+not private, not a plain file or has other names is refused, never used.
+"""
 
 from __future__ import annotations
 
@@ -13,38 +19,47 @@ from pathlib import Path
 
 from systraq.errors import LockedError, SystraqError
 
+_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def holder_of(st: os.stat_result, locks: str = "/proc/locks") -> int | None:
+    """The pid holding a flock on the file ``st`` describes, as the kernel tells it."""
+    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open(locks, encoding="ascii", errors="replace") as table:
+            for line in table:
+                fields = line.split()
+                # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; blocked waiters "->"
+                if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == wanted \
+                        and fields[4].isdigit():
+                    return int(fields[4])
+    except OSError:
+        pass
+    return None
+
 
 @contextlib.contextmanager
-def locked(path: Path, timeout: float, owner: tuple[int, int] | None = None
-           ) -> Iterator[None]:
-    """Hold an exclusive lock on ``path``; wait up to ``timeout`` seconds, then refuse.
-
-    A lock file created here is given to ``owner`` (the account that shares it) if set.
-    """
-    flags = os.O_NOFOLLOW | os.O_CLOEXEC
+def locked(path: Path, timeout: float) -> Iterator[None]:
+    """Hold an exclusive lock on ``path``; wait up to ``timeout`` seconds, then refuse."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | flags, 0o644)
-    except PermissionError as denied:
-        # Created by another account (root ran the pub job by hand): flock works read-only.
-        try:
-            fd = os.open(path, os.O_RDONLY | flags)
-        except FileNotFoundError:
-            raise SystraqError(f"cannot create lock file: {denied.strerror} (the state "
-                               "directory must be writable by this user)", path) from None
-        except OSError as err:
-            raise SystraqError(f"cannot open lock file: {os.strerror(err.errno or 0)}",
-                               path) from None
+        fd = os.open(path, _FLAGS, 0o600)
     except OSError as err:
-        raise SystraqError(f"cannot open lock file: {os.strerror(err.errno or 0)}",
+        if err.errno == errno.ELOOP:
+            raise SystraqError("lock file is a symlink (refusing to use it)", path) from None
+        hint = " (the state directory must be writable by this user)" \
+            if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else ""
+        raise SystraqError(f"cannot open lock file: {os.strerror(err.errno or 0)}{hint}",
                            path) from None
     try:
         st = os.fstat(fd)
-        if owner is not None and st.st_uid != owner[0] and st.st_size == 0:
-            with contextlib.suppress(OSError):
-                os.fchown(fd, *owner)
         # A hard link planted in a shared state dir must not make us write into another file.
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
             raise SystraqError("lock file is not a plain file (refusing to use it)", path)
+        if st.st_uid != os.geteuid():
+            raise SystraqError("lock file belongs to another account (refusing to use it)",
+                               path)
+        if stat.S_IMODE(st.st_mode) != 0o600:
+            os.fchmod(fd, 0o600)
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -54,8 +69,9 @@ def locked(path: Path, timeout: float, owner: tuple[int, int] | None = None
                 if err.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
             if time.monotonic() >= deadline:
-                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-                raise LockedError(f"another systraq run (pid {holder}) holds this lock; "
+                pid = holder_of(st)
+                holder = f"pid {pid}" if pid is not None else "holder unknown"
+                raise LockedError(f"another systraq run ({holder}) holds this lock; "
                                   f"gave up after {timeout:g}s", path)
             time.sleep(0.05)
         with contextlib.suppress(OSError):

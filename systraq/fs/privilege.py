@@ -21,9 +21,10 @@ import signal
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO
 
+from systraq.config import Settings
 from systraq.errors import ConfigError, LockedError, StateError, SystraqError
 
-_BYTES, _JSON, _DONE, _ERROR = b"B", b"J", b"D", b"E"
+_BYTES, _JSON, _ASK, _DONE, _ERROR = b"B", b"J", b"Q", b"D", b"E"
 _HEAD = 9  # kind (1 byte) + payload length (8 bytes)
 _PR_SET_PDEATHSIG = 1
 # Errors the child may report as themselves; anything else becomes a SystraqError.
@@ -96,31 +97,127 @@ def drop_to(account: pwd.struct_passwd) -> None:
     raise PrivilegeError(f"root could be regained after dropping to {account.pw_name}")
 
 
-def _child(account: pwd.struct_passwd, fn: Callable[..., Iterable[Any]], args: tuple,
-           write_fd: int, parent: int) -> None:  # pragma: no cover - runs in the child
+class Channel:
+    """The child's side of the pipes: ``send`` streams an item, ``ask`` waits for a reply."""
+
+    def __init__(self, out: BinaryIO, replies: BinaryIO) -> None:
+        self._out = out
+        self._replies = replies
+
+    def send(self, item: Any) -> None:
+        if isinstance(item, bytes | bytearray | memoryview):
+            _send(self._out, _BYTES, bytes(item))
+        else:
+            _send(self._out, _JSON, _encode_json(item))
+
+    def ask(self, question: Any) -> Any:
+        _send(self._out, _ASK, _encode_json(question))
+        self._out.flush()
+        frame = _receive(self._replies)
+        if frame is None:  # the parent is gone: stop here, whatever was under way
+            os._exit(1)
+        return _decode_json(frame[1])
+
+
+class Question:
+    """What the child asked; the parent answers with ``Conversation.reply``."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _child(account: pwd.struct_passwd, fn: Callable[..., Any], args: tuple,
+           out_fd: int, reply_fd: int, parent: int) -> None:  # pragma: no cover - child
     status = 0
-    with os.fdopen(write_fd, "wb", buffering=1 << 16) as out:
+    with os.fdopen(out_fd, "wb", buffering=1 << 16) as out, \
+            os.fdopen(reply_fd, "rb") as replies:
         try:
-            _die_with_parent(parent)
             drop_to(account)
+            _die_with_parent(parent)  # after the drop, which would clear the request
             os.chdir("/")
-            for item in fn(*args):
-                if isinstance(item, bytes | bytearray | memoryview):
-                    _send(out, _BYTES, bytes(item))
-                else:
-                    _send(out, _JSON, _encode_json(item))
-            _send(out, _DONE, b"")
+            result = fn(Channel(out, replies), *args)
+            _send(out, _DONE, _encode_json(result))
         except BaseException as err:  # reported to the parent, then exit
-            kind = type(err).__name__ if isinstance(err, SystraqError) else ""
-            message = str(err) if kind else f"{type(err).__name__}: {err}"
             if isinstance(err, SystraqError):
-                message, path, line = err.message, err.path, err.line
+                kind, message, path, line = type(err).__name__, err.message, err.path, err.line
             else:
-                path = line = None
+                kind, message, path, line = "", f"{type(err).__name__}: {err}", None, None
             path = os.fsdecode(path) if path is not None else None
             _send(out, _ERROR, _encode_json([kind, message, path, line]))
             status = 2
     os._exit(status)
+
+
+class Conversation:
+    """The parent's side: iterate over what the child sends (``Question`` for what it
+    asks, to be answered with ``reply``); ``result`` holds what ``fn`` returned."""
+
+    def __init__(self, account: pwd.struct_passwd, fn: Callable[..., Any], args: tuple
+                 ) -> None:
+        self.account = account
+        self.result: Any = None
+        read_fd, out_fd = os.pipe()
+        reply_read, reply_write = os.pipe()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child never returns
+            os.close(read_fd)
+            os.close(reply_write)
+            _child(account, fn, args, out_fd, reply_read, parent)
+        os.close(out_fd)
+        os.close(reply_read)
+        self._pid = pid
+        self._stream = os.fdopen(read_fd, "rb", buffering=1 << 16)
+        self._replies = os.fdopen(reply_write, "wb")
+
+    def reply(self, answer: Any) -> None:
+        _send(self._replies, _JSON, _encode_json(answer))
+        self._replies.flush()
+
+    def __iter__(self) -> Iterator[Any]:
+        done = False
+        error: list | None = None
+        try:
+            while (frame := _receive(self._stream)) is not None:
+                kind, payload = frame
+                if kind == _BYTES:
+                    yield payload
+                elif kind == _JSON:
+                    yield _decode_json(payload)
+                elif kind == _ASK:
+                    yield Question(_decode_json(payload))
+                elif kind == _DONE:
+                    self.result = _decode_json(payload)
+                    done = True
+                    break
+                else:
+                    decoded = _decode_json(payload)
+                    error = decoded if isinstance(decoded, list) and len(decoded) == 4 \
+                        else ["", "malformed error report", None, None]
+                    break
+        finally:
+            if not done and error is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self._pid, signal.SIGKILL)
+            self._stream.close()
+            self._replies.close()
+            _, status = os.waitpid(self._pid, 0)
+        if error is not None:
+            kind, message, path, line = error
+            cls = _ERRORS.get(kind)
+            if cls is not None:
+                raise cls(str(message), path, line if isinstance(line, int) else None)
+            raise PrivilegeError(f"as {self.account.pw_name}: {message}")
+        if not done or os.waitstatus_to_exitcode(status) != 0:
+            raise PrivilegeError(f"the child running as {self.account.pw_name} ended "
+                                 f"without an answer (status "
+                                 f"{os.waitstatus_to_exitcode(status)})")
+
+
+def converse_as(account: pwd.struct_passwd, fn: Callable[..., Any], *args: Any
+                ) -> Conversation:
+    """Run ``fn(channel, *args)`` as ``account``; talk with it through the Conversation."""
+    return Conversation(account, fn, args)
 
 
 def stream_as(account: pwd.struct_passwd, fn: Callable[..., Iterable[Any]], *args: Any
@@ -130,54 +227,19 @@ def stream_as(account: pwd.struct_passwd, fn: Callable[..., Iterable[Any]], *arg
     The child's SystraqError is raised here as it was; any other error as a SystraqError
     naming the account. Closing the iterator early kills the child.
     """
-    read_fd, write_fd = os.pipe()
-    parent = os.getpid()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child never returns
-        os.close(read_fd)
-        _child(account, fn, args, write_fd, parent)
-    os.close(write_fd)
-    done = False
-    error: list | None = None
-    try:
-        with os.fdopen(read_fd, "rb", buffering=1 << 16) as stream:
-            while (frame := _receive(stream)) is not None:
-                kind, payload = frame
-                if kind == _BYTES:
-                    yield payload
-                elif kind == _JSON:
-                    yield _decode_json(payload)
-                elif kind == _DONE:
-                    done = True
-                    break
-                else:
-                    decoded = _decode_json(payload)
-                    error = decoded if isinstance(decoded, list) and len(decoded) == 4 \
-                        else ["", "malformed error report", None, None]
-                    break
-    finally:
-        if not done and error is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
-    if error is not None:
-        kind, message, path, line = error
-        cls = _ERRORS.get(kind)
-        if cls is not None:
-            raise cls(str(message), path, line if isinstance(line, int) else None)
-        raise PrivilegeError(f"as {account.pw_name}: {message}")
-    if not done or os.waitstatus_to_exitcode(status) != 0:
-        raise PrivilegeError(f"the child running as {account.pw_name} ended without an "
-                             f"answer (status {os.waitstatus_to_exitcode(status)})")
+    def relay(channel: Channel, *inner: Any) -> None:
+        for item in fn(*inner):
+            channel.send(item)
+
+    yield from converse_as(account, relay, *args)
 
 
 def run_as(account: pwd.struct_passwd, fn: Callable[..., Any], *args: Any) -> Any:
     """Run ``fn(*args)`` as ``account`` in a child process; return its result."""
-    def once(*inner: Any) -> Iterator[Any]:
-        yield fn(*inner)
-
-    results = list(stream_as(account, once, *args))
-    return results[0]
+    conversation = converse_as(account, lambda _channel, *inner: fn(*inner), *args)
+    for _ in conversation:
+        pass
+    return conversation.result
 
 
 def account_named(name: str) -> pwd.struct_passwd | None:
@@ -185,3 +247,19 @@ def account_named(name: str) -> pwd.struct_passwd | None:
         return pwd.getpwnam(name)
     except KeyError:
         return None
+
+
+def pub_account(settings: Settings) -> pwd.struct_passwd | None:
+    """The unprivileged account root drops to for pub work (None: not root, no drop)."""
+    if os.geteuid() != 0:
+        return None
+    for name in (settings.snapshot.pub_user, "nobody"):
+        account = account_named(name)
+        if account is None:
+            continue
+        if account.pw_uid == 0:
+            raise SystraqError(f"snapshot.pub_user {name!r} has uid 0: pub work must run "
+                               "unprivileged; name an unprivileged account")
+        return account
+    raise SystraqError(f"neither the pub user {settings.snapshot.pub_user!r} nor 'nobody' "
+                       "exists: cannot read pub files unprivileged")

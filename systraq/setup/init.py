@@ -28,9 +28,9 @@ from systraq.setup import SCHEDULERS, Marker, format_marker, read_marker
 from systraq.setup.account import adduser_command, create_account, find_account
 from systraq.setup.host import Host
 from systraq.setup.migrate import find_traces, lines_under, list_is_empty, plan_migration
+from systraq.setup.ownership import fix, mismatch, state_dirs
 from systraq.setup.plan import Plan, StepDone
 from systraq.setup.shipped import EXAMPLES, Shipped, find_shipped
-from systraq.setup.statedir import fix, mismatch, state_dirs
 
 TIMER_COMMANDS = {  # timer unit: the command its service runs
     "systraq-snapshot-pub.timer": "snapshot",
@@ -378,12 +378,12 @@ def _plan_first_runs(plan: Plan, settings: Settings, pub_name: str, marker: Mark
         plan.add(f"run filetraq for the first time, as {pub_name}: first backups in "
                  f"{layout.store}, nothing mailed",
                  lambda: _first_filetraq(settings, pub_name))
-    no_baseline = [m for m in modes if not layout.copy(BASELINE, m).exists()]
+    no_baseline = [m for m in modes if not layout.copy(BASELINE, m, 0).exists()]
     if no_baseline:
         plan.add(f"accept the first snapshots as the baseline ({', '.join(no_baseline)}): "
                  "`systraq diff --baseline` shows what differs from it",
                  lambda: _first_baseline(settings, no_baseline))
-    no_report = [m for m in modes if not layout.copy(REPORTED, m).exists()]
+    no_report = [m for m in modes if not layout.copy(REPORTED, m, 0).exists()]
     if no_report:
         plan.add("record the first report without sending it, so the first mail holds only "
                  "changes made after now",
@@ -407,43 +407,28 @@ def _first_snapshots(settings: Settings) -> str:
     return "snapshots taken (" + "; ".join(done) + ")"
 
 
-def _filetraq_counts(settings: Settings) -> dict[str, object]:
-    """Run filetraq (as the pub account: this runs in run_as's child) and count what it saw."""
+def _first_filetraq(settings: Settings, pub_name: str) -> str:
+    """Run filetraq once without showing its report (first backups of every listed file);
+    say what it saw. Root runs the job as the store's owner, the pub account."""
     from systraq.filetraq.job import run_filetraq
-    from systraq.filetraq.report import Event
+    from systraq.filetraq.report import Event, FiletraqReport
     from systraq.pathcodec import escape
 
-    report = run_filetraq(settings, deliver=lambda report: None)
-    counts: dict[str, int] = {}
-    changed = []
+    reports: list[FiletraqReport] = []
+    run_filetraq(_reload(settings), show=reports.append, mail=False)
+    report = reports[0] if reports else None
+    if report is None:
+        return "filetraq: nothing listed"
+    counts: dict[Event, int] = {}
     for item in report.items:
-        counts[item.event.value] = counts.get(item.event.value, 0) + 1
-        if item.event in (Event.CHANGED, Event.BINARY_CHANGED, Event.LARGE_CHANGED):
-            changed.append(escape(item.path))
-    return {"counts": counts, "changed": changed, "checked": report.checked}
-
-
-def _first_filetraq(settings: Settings, pub_name: str) -> str:
-    # Imported here, as root: the child that drops to the pub account may not be able to
-    # read the interpreter's own modules (a Python under /root).
-    import systraq.filetraq.job
-    import systraq.filetraq.report
-    import systraq.pathcodec  # noqa: F401
-    from systraq.fs.privilege import run_as
-
-    settings = _reload(settings)
-    account = find_account(pub_name)
-    if account is None:
-        raise SystraqError(f"no account {pub_name}")
-    result = run_as(account, _filetraq_counts, settings)
-    counts = result["counts"]
-    said = [f"{result['checked']:,} paths checked",
-            f"{counts.get('created', 0):,} first backups"]
-    notices = sum(v for k, v in counts.items() if k not in ("created", "changed",
-                                                            "binary-changed", "large-changed"))
+        counts[item.event] = counts.get(item.event, 0) + 1
+    said = [f"{report.checked:,} paths checked",
+            f"{counts.get(Event.CREATED, 0):,} first backups"]
+    changed_events = (Event.CHANGED, Event.BINARY_CHANGED, Event.LARGE_CHANGED)
+    notices = sum(n for e, n in counts.items() if e not in (Event.CREATED, *changed_events))
     if notices:
         said.append(f"{notices:,} paths whose content is not tracked (noted once)")
-    changed = result["changed"]
+    changed = [escape(i.path) for i in report.items if i.event in changed_events]
     if changed:
         said.append(f"{len(changed)} changed since the store's last run, previous versions "
                     f"kept in the store: {', '.join(changed[:10])}"

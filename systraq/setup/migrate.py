@@ -36,6 +36,7 @@ from pathlib import Path
 
 from systraq.config import Settings
 from systraq.errors import SystraqError
+from systraq.filetraq.store import hand_over
 from systraq.fs.atomic import write_atomic
 from systraq.layout import LIST_KINDS, MODES
 from systraq.setup.account import find_account
@@ -220,28 +221,6 @@ def archive(settings: Settings, paths: tuple[Path, ...]) -> str:
     return f"moved {', '.join(p.name for p in paths)} to {target}"
 
 
-def hand_over(top: Path, uid: int, gid: int) -> int:
-    """Give everything below ``top`` (itself included) to uid:gid, never following a
-    symlink; the number of entries that changed hands."""
-    changed = 0
-    st = os.lstat(top)
-    if not stat.S_ISDIR(st.st_mode):
-        raise SystraqError("not a directory", top)
-    if (st.st_uid, st.st_gid) != (uid, gid):
-        os.chown(top, uid, gid, follow_symlinks=False)
-        changed += 1
-    for _, dirs, files, fd in os.fwalk(top, follow_symlinks=False):
-        for name in dirs + files:
-            try:
-                entry = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                if (entry.st_uid, entry.st_gid) != (uid, gid):
-                    os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
-                    changed += 1
-            except FileNotFoundError:
-                continue
-    return changed
-
-
 def not_owned_by(top: Path, uid: int | None, gid: int | None) -> int:
     """Entries below ``top`` (itself included) not owned by uid:gid (all, for None)."""
     count = 0
@@ -369,7 +348,9 @@ def _hand_over_store(store: Path, pub_name: str) -> str:
     account = find_account(pub_name)
     if account is None:
         raise SystraqError(f"no account {pub_name} to hand the store to")
-    return f"{hand_over(store, account.pw_uid, account.pw_gid)} entries now {pub_name}'s"
+    handed = not_owned_by(store, account.pw_uid, account.pw_gid)
+    hand_over(store, account.pw_uid, account.pw_gid)
+    return f"{handed} entries now {pub_name}'s"
 
 
 def _hand_over_file(path: Path, pub_name: str) -> str:

@@ -19,7 +19,7 @@ from systraq.pathcodec import escape, join_field
 from systraq.snapshot.entry import RACED, UNREADABLE
 from systraq.snapshot.hashcache import ReusePolicy
 from systraq.snapshot.hashing import hash_fd, new_hasher
-from systraq.snapshot.state import entry_line, stat_columns
+from systraq.snapshot.state import entry_line, same_record, stat_columns
 
 # Files at least this large are hashed on the pool; smaller ones cost less to hash here
 # than to hand over.
@@ -69,17 +69,16 @@ class Examiner:
         columns = stat_columns(st)
         mode = st.st_mode
         previous = previous_lines.get(field.encode()) if previous_lines else None
-        same_record = previous is not None and \
-            previous.startswith(f"{field}\t{columns}\tok\t".encode())
+        unchanged = previous is not None and same_record(previous, field, columns)
         if stat.S_ISREG(mode):
             # Reuse needs the whole stat record unchanged and the file not racy.
-            if same_record and self.policy is not None and \
+            if unchanged and self.policy is not None and \
                     max(st.st_mtime_ns, st.st_ctime_ns) < self.policy.racy_after_ns:
                 return previous, REUSED, st.st_size
             return self._open_and_hash(dir_fd, name, field, st, columns)
         if stat.S_ISLNK(mode):
             # A link's target cannot change without a new inode and ctime: same record, same line.
-            if same_record:
+            if unchanged:
                 return previous, PLAIN, 0
             try:
                 target = os.readlink(name, dir_fd=dir_fd)

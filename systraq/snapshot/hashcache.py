@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 from systraq.errors import StateError
 from systraq.patterns import order_key
-from systraq.snapshot.state import Header, line_key, open_state, verify
+from systraq.snapshot.state import Header, line_key, open_state, trusted_line_key, verify
 
 log = logging.getLogger("systraq.snapshot.hashcache")
 
@@ -86,9 +86,7 @@ class PreviousSnapshot:
         if not line:
             self._current = None
             return
-        field = line[: line.index(b"\t")]
-        # The file passed its checksum: a path without escapes is its own key.
-        key = field.replace(b"/", b"\0") if b"\\" not in field else line_key(line)
+        key, field = trusted_line_key(line)
         self._current = (key, field, line)
 
     def take_through(self, last: bytes) -> dict[bytes, bytes]:

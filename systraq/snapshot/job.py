@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import pwd
 import socket
@@ -12,11 +11,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from systraq.config import Settings
 from systraq.errors import ConfigError, SystraqError
 from systraq.fs.lock import locked
+from systraq.fs.privilege import pub_account, stream_as
 from systraq.snapshot.hashcache import PreviousSnapshot
 from systraq.snapshot.hashing import new_hasher
 from systraq.snapshot.listfiles import (
@@ -28,6 +28,7 @@ from systraq.snapshot.listfiles import (
 )
 from systraq.snapshot.scan import Scanner, ScanStats
 from systraq.snapshot.state import Header, StateWriter
+from systraq.statedir import own_dir, pub_dir_for
 
 Progress = Callable[[int, int], None]  # entries so far, bytes of regular files
 
@@ -63,147 +64,72 @@ def _plan(settings: Settings, mode: str) -> _Plan:
     return _Plan(lists, homelists, sources)
 
 
-def pub_scan_user(settings: Settings) -> pwd.struct_passwd | None:
-    """The unprivileged account a root-run pub scan drops to (None: no drop needed)."""
-    if os.geteuid() != 0:
-        return None
-    for name in (settings.snapshot.pub_user, "nobody"):
-        try:
-            account = pwd.getpwnam(name)
-        except KeyError:
-            continue
-        return account if account.pw_uid != 0 else None
-    raise SystraqError(f"neither the pub user {settings.snapshot.pub_user!r} nor 'nobody' "
-                       "exists: cannot scan pub files unprivileged")
-
-
 def take_snapshot(settings: Settings, mode: str, *, algorithm: str | None = None,
                   full: bool = False, progress: Progress | None = None) -> SnapshotResult:
-    """Scan what the mode's lists name and replace its state file atomically."""
+    """Scan what the mode's lists name and replace its state file atomically.
+
+    Root taking the pub snapshot runs the whole job as the pub account, in that
+    account's own directory: the file is the same whoever runs it, and root never
+    writes where that account can.
+    """
     if mode == "root" and os.geteuid() != 0:
         raise SystraqError("the root snapshot reads files only root can read: run it as root")
     algorithm = algorithm or settings.snapshot.hash
     new_hasher(algorithm)
     plan = _plan(settings, mode)
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    path = settings.layout.snapshot(mode)
     started = time.monotonic()
-    drop_to = pub_scan_user(settings) if mode == "pub" else None
-    lock = settings.layout.snapshot_lock(mode)
-    shared_with = (drop_to.pw_uid, drop_to.pw_gid) if drop_to else None
-    with locked(lock, settings.snapshot.lock_timeout, owner=shared_with):
+    account = pub_account(settings) if mode == "pub" else None
+    if account is None:
+        own_dir(settings)
+        events = _job_events(settings, mode, plan, algorithm, full)
+    else:
+        pub_dir_for(settings, account)
+        events = stream_as(account, _job_events, settings, mode, plan, algorithm, full)
+    summary: dict[str, Any] = {}
+    for event in events:
+        if isinstance(event, list):
+            if progress is not None:
+                progress(*event)
+        else:
+            summary = event
+    return _result(mode, settings.layout.snapshot(mode), plan, summary,
+                   time.monotonic() - started)
+
+
+def _job_events(settings: Settings, mode: str, plan: _Plan, algorithm: str, full: bool
+                ) -> Iterator[list[int] | dict[str, Any]]:
+    """Lock, scan, write: progress as [entries, bytes] lists, then a summary dict."""
+    path = settings.layout.snapshot(mode)
+    with locked(settings.layout.snapshot_lock(mode), settings.snapshot.lock_timeout):
         created_ns = time.time_ns()
         previous = None if full else PreviousSnapshot.open(
             path, algorithm, settings.snapshot.full_rehash_hours, created_ns)
         header = Header(host=socket.gethostname(), mode=mode, created_ns=created_ns,
                         hash=algorithm, lists=plan.sources,
                         full_rehash_ns=previous.header.full_rehash_ns if previous else created_ns)
-        scanner = Scanner(algorithm, settings.snapshot.workers, previous, progress)
-        # A pub snapshot root takes by hand belongs to the pub account, whose hourly job
-        # replaces it next (in a sticky state dir it could not otherwise).
+        progress: list[list[int]] = []
+        scanner = Scanner(algorithm, settings.snapshot.workers, previous,
+                          lambda entries, size: progress.append([entries, size]))
+        selection = select(plan.lists, plan.homelists, home_directories(),
+                           record_homes=(mode == "pub"))
         with contextlib.closing(previous) if previous else contextlib.nullcontext(), \
-                StateWriter(path, header, private=(mode == "root"), owner=shared_with) as writer:
-            if drop_to is None:
-                result = _scan_here(mode, plan, scanner, writer)
-            else:
-                result = _scan_as(drop_to, mode, plan, scanner, writer, progress)
-    result.path = path
-    result.entries = writer.count
-    result.seconds = time.monotonic() - started
-    return result
-
-
-def _scan_here(mode: str, plan: _Plan, scanner: Scanner, writer: StateWriter
-               ) -> SnapshotResult:
-    for kind, payload in _scan_events(mode, plan, scanner):
-        if kind == "chunk":
-            writer.add_chunk(payload)
-        else:
-            return payload
-    raise AssertionError("scan ended without a result")
-
-
-def _scan_events(mode: str, plan: _Plan, scanner: Scanner) -> Iterator[tuple[str, Any]]:
-    selection = select(plan.lists, plan.homelists, home_directories(),
-                       record_homes=(mode == "pub"))
-    for chunk in scanner.chunks(selection.roots):
-        yield "chunk", chunk
-    stats = scanner.stats
-    yield "result", SnapshotResult(
-        mode=mode, path=Path(), entries=0, stats=stats, unmatched=selection.unmatched,
-        unreachable=selection.unreachable + stats.unreachable,
-        scanned_as=pwd.getpwuid(os.geteuid()).pw_name)
-
-
-# Frames from the unprivileged scan: kind (1 byte), payload length (8 bytes), payload.
-_CHUNK, _RESULT, _ERROR = b"C", b"R", b"E"
-
-
-def _send(out: BinaryIO, kind: bytes, payload: bytes) -> None:
-    out.write(kind + len(payload).to_bytes(8, "big") + payload)
-
-
-def _receive(stream: BinaryIO) -> tuple[bytes, bytes] | None:
-    head = stream.read(9)
-    if len(head) < 9:
-        return None
-    payload = stream.read(int.from_bytes(head[1:], "big"))
-    return head[:1], payload
-
-
-def _scan_as(account: pwd.struct_passwd, mode: str, plan: _Plan, scanner: Scanner,
-             writer: StateWriter, progress: Progress | None) -> SnapshotResult:
-    """Scan in a child process that has dropped root, and write what it streams back."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child, checked through its output
-        os.close(read_fd)
-        status = 0
-        with os.fdopen(write_fd, "wb", buffering=1 << 16) as out:
-            try:
-                os.setgroups([])
-                os.setgid(account.pw_gid)
-                os.setuid(account.pw_uid)
-                os.chdir("/")
-                # Progress goes back with each chunk: the parent draws it.
-                scanner.progress = None
-                for kind, payload in _scan_events(mode, plan, scanner):
-                    if kind == "chunk":
-                        seen = f"{scanner.stats.entries} {scanner.stats.sizes}\n".encode()
-                        _send(out, _CHUNK, seen + b"".join(payload))
-                    else:
-                        summary = dataclasses.asdict(payload.stats)
-                        summary["unmatched"] = [(str(p.source), p.line)
-                                                for p in payload.unmatched]
-                        summary["unreachable"] = payload.unreachable
-                        _send(out, _RESULT, json.dumps(summary).encode())
-            except BaseException as err:  # reported to the parent, then exit
-                _send(out, _ERROR, str(err).encode(errors="replace"))
-                status = 2
-        os._exit(status)
-    os.close(write_fd)
-    result: SnapshotResult | None = None
-    error = None
-    with os.fdopen(read_fd, "rb", buffering=1 << 16) as stream:
-        while (frame := _receive(stream)) is not None:
-            kind, payload = frame
-            if kind == _CHUNK:
-                seen, _, data = payload.partition(b"\n")
-                writer.add_chunk(data.splitlines(keepends=True))
+                StateWriter(path, header, private=(mode == "root")) as writer:
+            for chunk in scanner.chunks(selection.roots):
+                writer.add_chunk(chunk)
                 if progress:
-                    entries, size = seen.split()
-                    progress(int(entries), int(size))
-            elif kind == _RESULT:
-                summary = json.loads(payload)
-                known = {(str(p.source), p.line): p for p in plan.lists + plan.homelists}
-                unmatched = [known[tuple(where)] for where in summary.pop("unmatched")]
-                unreachable = summary.pop("unreachable")
-                result = SnapshotResult(mode=mode, path=Path(), entries=0,
-                                        stats=ScanStats(**summary), unmatched=unmatched,
-                                        unreachable=unreachable, scanned_as=account.pw_name)
-            else:
-                error = payload.decode(errors="replace").replace("\n", " ")
-    _, status = os.waitpid(pid, 0)
-    if error or result is None or os.waitstatus_to_exitcode(status) != 0:
-        raise SystraqError(f"pub scan as {account.pw_name} failed: {error or 'no result'}")
-    return result
+                    yield progress[-1]
+                    progress.clear()
+    yield {"entries": writer.count, "stats": dataclasses.asdict(scanner.stats),
+           "unmatched": [[os.fsdecode(p.source), p.line] for p in selection.unmatched],
+           "unreachable": selection.unreachable + scanner.stats.unreachable,
+           "scanned_as": pwd.getpwuid(os.geteuid()).pw_name}
+
+
+def _result(mode: str, path: Path, plan: _Plan, summary: dict[str, Any], seconds: float
+            ) -> SnapshotResult:
+    known = {(os.fsdecode(p.source), p.line): p for p in plan.lists + plan.homelists}
+    return SnapshotResult(
+        mode=mode, path=path, entries=summary["entries"], stats=ScanStats(**summary["stats"]),
+        unmatched=[known[(source, line)] for source, line in summary["unmatched"]],
+        unreachable=summary["unreachable"], seconds=seconds,
+        scanned_as=summary["scanned_as"])

@@ -114,6 +114,18 @@ def line_key(line: bytes) -> bytes:
     return order_key(line_path(line))
 
 
+def trusted_line_key(line: bytes) -> tuple[bytes, bytes]:
+    """(order key, escaped path) of a line from a file that passed its checksum."""
+    field = line[: line.index(b"\t")]
+    return (field.replace(b"/", b"\0") if b"\\" not in field else line_key(line)), field
+
+
+def same_record(line: bytes, path_field: str, columns: str) -> bool:
+    """Whether an entry line records this path with these stat columns, scanned cleanly:
+    the line may then stand for the file as it is (the caller decides about racy times)."""
+    return line.startswith(f"{path_field}\t{columns}\t{OK}\t".encode())
+
+
 def parse_entry(line: str) -> Entry:
     """Parse one entry line (without its newline); raise ValueError when it is malformed."""
     fields = line.split("\t")

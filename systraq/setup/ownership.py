@@ -5,7 +5,9 @@ the pub snapshot belongs to the pub account, the directories of the root snapsho
 the reported and baseline copies to root (0700), the backup store to the pub account.
 When one directory holds files of both accounts (one flat state directory), it is root's,
 group-writable by the pub account's group and sticky, so neither can replace the other's
-files. So init follows the layout wherever it moves a file.
+files. So init follows the layout wherever it moves a file. (The jobs themselves make a
+missing directory and refuse one with the wrong owner: systraq.statedir. init is what may
+change an owner, since it takes over a state directory another package made.)
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def state_dirs(settings: Settings) -> list[OwnedDir]:
     state = layout.state_dir
     pub_dirs = {layout.snapshot("pub").parent}
     root_dirs = {layout.snapshot("root").parent} | {
-        layout.copy(kind, mode).parent for kind in (REPORTED, BASELINE) for mode in MODES}
+        layout.copy(kind, mode, 0).parent for kind in (REPORTED, BASELINE) for mode in MODES}
     shared = pub_dirs & root_dirs
     dirs: dict[Path, OwnedDir] = {}
     for path in shared:
