@@ -222,6 +222,37 @@ def test_timers_need_the_units_and_a_running_systemd(ws: Workspace, host: Host) 
     assert any("systemd units are not installed" in b for b in plan.blockers)
 
 
+def test_timers_mail_through_smtp_once_a_server_answers(ws: Workspace, host: Host) -> None:
+    """A host root where systemd runs and the units are installed (a scratch directory:
+    systemd itself cannot run here); a real SMTP server on loopback."""
+    from aiosmtpd.controller import Controller
+
+    from .diffkit import free_port
+
+    (host.path("run/systemd/system")).mkdir(parents=True)
+    units = host.path("lib/systemd/system")
+    units.mkdir(parents=True)
+    for timer in (REPO / "systemd").glob("*.timer"):
+        (units / timer.name).write_bytes(timer.read_bytes())
+    port = free_port()
+    configure(ws, f'[mail]\nsmtp_host = "127.0.0.1"\nsmtp_port = {port}\n')
+    closed = make_plan(load_settings(ws.config, ws.state), InitOptions(scheduler="timers"),
+                       host)
+    assert any(f"nothing answers at 127.0.0.1:{port}" in b for b in closed.blockers)
+    server = Controller(object(), hostname="127.0.0.1", port=port)
+    server.start()
+    try:
+        plan = make_plan(load_settings(ws.config, ws.state), InitOptions(scheduler="timers"),
+                         host)
+    finally:
+        server.stop()
+    assert not plan.blockers, plan.blockers
+    says = [s.says for s in plan.steps]
+    assert any(s.startswith('set mail.transport = "smtp"') for s in says), says
+    assert any(s.startswith("enable and start the systemd timers") for s in says), says
+    assert any("scheduled by timers" in s for s in says)
+
+
 def test_state_dirs_follow_the_layout() -> None:
     settings = load_settings("/nonexistent", "/srv/state")
     dirs = {str(d.path): (d.owner, d.group, d.mode) for d in state_dirs(settings)}
@@ -248,7 +279,7 @@ def debian_host(ws: Workspace, host: Host) -> None:
     (ws.state / "snapshot_pub.stat").write_text(
         "# ownership and permissions of homedirs\ndrwxr-xr-x root root /root\n")
     (ws.state / "snapshot_root.stat").write_text("# remainder of file built from x\n")
-    (ws.state / "systraq.sums").write_text("")
+    (ws.state / "systraq.sums").write_text(f"{'0' * 64}  /usr/local/bin/tool\n")
     orig = ws.state / "filetraq" / str(ws.tree / "motd").lstrip("/") / "orig"
     orig.parent.mkdir(parents=True)
     orig.write_text("hello\n")
@@ -281,7 +312,8 @@ def test_migration_keeps_lists_and_store_and_takes_everything_else_over(ws: Work
     assert {p.name: p.read_bytes() for p in ws.config.glob("snapshot_*")} == lists
     archive = ws.state / "archive" / "debian-systraq"
     assert {p.name for p in archive.iterdir()} == {"snapshot_pub.stat", "snapshot_root.stat",
-                                                   "systraq.sums", "filetraq.main.conf"}
+                                                   "filetraq.main.conf"}
+    assert (ws.state / "systraq.sums").exists(), "local checksums stay for systraq daily"
     assert stat.S_IMODE(archive.stat().st_mode) == 0o700
     orig = ws.state / "filetraq" / str(ws.tree / "motd").lstrip("/") / "orig"
     assert orig.read_text() == "hello\n" and (orig.parent / "orig.11.20.26__10.00").exists()

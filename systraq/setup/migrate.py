@@ -8,8 +8,9 @@ with each trace it finds:
 - the lists are kept as they are; lines whose meaning changed are named (Debian's
   ``st_snapshot`` split lines at blanks, read a blank homelist line as "every whole home"
   and an indented comment in a list as paths), and an empty list is pointed out;
-- its snapshots (``snapshot_*.stat`` and ``systraq.sums``, in its own format) and its
-  generated ``filetraq.main.conf`` are moved to ``STATE/archive/debian-systraq/``;
+- its snapshots (``snapshot_*.stat``, in its own format) and its generated
+  ``filetraq.main.conf`` are moved to ``STATE/archive/debian-systraq/``; its local
+  checksums (``systraq.sums``, ``sha256sum -c`` format) stay for ``systraq daily``;
 - the backup store stays as it is (systraq uses its layout) and is handed to the pub
   account, and so is ``STATE/.forward``, which an MTA ignores when another account owns it;
 - ``filetraq.tail.conf`` loses the lines naming files under STATE (systraq's own state
@@ -46,8 +47,8 @@ from systraq.snapshot.state import MAGIC
 
 DEBIAN_ACCOUNT = "debian-systraq"
 ARCHIVE_NAME = "debian-systraq"
-# Debian's state files (its layout, not systraq's): hourly snapshots and local digests.
-DEBIAN_STATE_FILES = ("snapshot_pub.stat", "snapshot_root.stat", "systraq.sums")
+# Debian's snapshots (its layout and format, not systraq's).
+DEBIAN_STATE_FILES = ("snapshot_pub.stat", "snapshot_root.stat")
 # Files Debian's systraq generated in /etc/systraq that nothing reads any more.
 DEBIAN_CONFIG_LEFTOVERS = ("filetraq.main.conf", "systraq_is_unconfigured")
 # Lines that mark Debian's versions of the cron file and the apt hook.
