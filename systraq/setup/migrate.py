@@ -10,7 +10,7 @@ with each trace it finds:
   and an indented comment in a list as paths), and an empty list is pointed out;
 - its snapshots (``snapshot_*.stat``, in its own format) and its generated
   ``filetraq.main.conf`` are moved to ``STATE/archive/debian-systraq/``; its local
-  checksums (``systraq.sums``, ``sha256sum -c`` format) stay for ``systraq daily``;
+  checksums (``systraq.sums``, ``sha256sum -c`` format) stay where they are;
 - the backup store stays as it is (systraq uses its layout) and is handed to the pub
   account, and so is ``STATE/.forward``, which an MTA ignores when another account owns it;
 - ``filetraq.tail.conf`` loses the lines naming files under STATE (systraq's own state
@@ -323,7 +323,7 @@ def plan_migration(plan: Plan, settings: Settings, host: Host, traces: Traces,
     parts = settings.config_dir / "systraq.d"
     if parts.is_dir():
         plan.notes.append(f"{parts} holds the parts of Debian's status mail; systraq does not "
-                          "run them (its own daily report is `systraq daily`)")
+                          "run them")
 
 
 def _take_over_cron(plan: Plan, host: Host, shipped_cron: Callable[[], Path]) -> None:
