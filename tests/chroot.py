@@ -93,8 +93,9 @@ class Chroot:
         target.chmod(mode)
 
     def run(self, script: str, user: str = "", check: bool = True, timeout: float = 600,
-            quiet: bool = False) -> Step:
-        """Run a shell script in the root (as ``user``); output is stdout and stderr."""
+            quiet: bool = False, shown: str = "") -> Step:
+        """Run a shell script in the root (as ``user``); output is stdout and stderr.
+        ``shown`` is what the transcript says was run, when not the script itself."""
         done = subprocess.run(
             ["unshare", "--mount", "--pid", "--fork", "--uts", "--propagation", "private",
              "--", "/bin/sh", "-c", _ENTER, "enter", str(BASE), str(self.layer / "upper"),
@@ -102,7 +103,7 @@ class Chroot:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
             env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8",
                  "DEBIAN_FRONTEND": "noninteractive", "HOME": "/root"})
-        step = Step(script, user or "root", done.returncode, done.stdout)
+        step = Step(shown or script, user or "root", done.returncode, done.stdout)
         if not quiet:
             self.transcript.append(step)
         if check and done.returncode != 0:
@@ -141,7 +142,8 @@ class Chroot:
         env = _CRON_ENV.format(path=path, home=home, user=user)
         script = f"cd {shlex.quote(home)} 2>/dev/null || cd /; exec {env} /bin/sh -c " \
                  f"{shlex.quote(command)}"
-        return self.run(script, user="" if user == "root" else user, check=check)
+        return self.run(script, user="" if user == "root" else user, check=check,
+                        shown=f"{command}    [cron, as {user}]")
 
     def files(self, *skip: str) -> set[str]:
         """Every path in the root (directories included), but under ``skip``."""

@@ -77,7 +77,7 @@ def cron_round(box: Chroot) -> dict[str, tuple[int, str]]:
 
 def mails(box: Chroot) -> list[email.message.EmailMessage]:
     """Every message delivered on the host (root's mail lands in a local mailbox)."""
-    text = box.run("cat /var/mail/* 2>/dev/null || true", quiet=True).output
+    text = box.run("cat /var/mail/* 2>/dev/null || true").output
     chunks = [c for c in re.split(r"^(?=From \S+ )", text, flags=re.MULTILINE) if c.strip()]
     return [email.message_from_string(c.split("\n", 1)[1], policy=email.policy.default)
             for c in chunks]
