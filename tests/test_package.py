@@ -55,6 +55,9 @@ def root(request: pytest.FixtureRequest, deb: Path) -> Iterator[Chroot]:
     box.put(f"root/{deb.name}", deb.read_bytes())
     for debian in sorted(chroot.DEBS.glob("*.deb")):
         box.put(f"root/debs/{debian.name}", debian.read_bytes())
+    # The mail system of the host the test pretends to be (the cache was built elsewhere).
+    box.run(f"sed -i \"s/^dc_other_hostnames=.*/dc_other_hostnames='{FQDN}'/\" "
+            "/etc/exim4/update-exim4.conf.conf && update-exim4.conf", quiet=True)
     try:
         yield box
     finally:
