@@ -49,6 +49,8 @@ class MailSettings:
     username: str = ""
     password_file: str = ""
     timeout: float = 30.0
+    max_size: int = 1024 * 1024  # a larger report is kept on disk, its summary mailed; 0: no cap
+    dead_after: float = 120.0  # hours a spooled message is retried before set aside; 0: ever
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,14 @@ class Layout:
         """The mail spool of an account (a spool is private to whoever writes it)."""
         return self.account_dir(uid) / "spool"
 
+    def dead_letters(self, uid: int | None = None) -> Path:
+        """Mail of an account that was refused for good or undelivered too long (a Maildir)."""
+        return self.account_dir(uid) / "dead-letters"
+
+    def reports(self, uid: int | None = None) -> Path:
+        """Full reports of an account too large to mail (the mail carries their summary)."""
+        return self.account_dir(uid) / "reports"
+
     @property
     def store(self) -> Path:
         """The filetraq backup store."""

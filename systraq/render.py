@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from systraq.changes.baseline import BaselineOutcome
-    from systraq.delivery.mail import DeliveryOutcome
+    from systraq.delivery import DeliveryOutcome
     from systraq.filetraq.conf import ConfResult
     from systraq.filetraq.store import PruneResult
     from systraq.setup.plan import Plan, StepDone
@@ -155,7 +155,8 @@ class Terminal:
         if outcome is None:
             return
         if not outcome.ok:
-            self.error(outcome.describe())
+            for message in outcome.messages():
+                self.error(message)
         elif self.interactive and (outcome.sent or mailed):
             what = f"mailed: {mailed}" if mailed else ""
             if mailed and outcome.sent > 1:

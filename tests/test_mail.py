@@ -14,7 +14,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from systraq.config import MailSettings, Settings
-from systraq.delivery.mail import deliver, flush_spool, spooled
+from systraq.delivery import deliver, flush_spool, spooled
 
 from .conftest import Workspace
 from .diffkit import free_port, settle, snapshot_and_diff, write_config

@@ -10,9 +10,16 @@ from pathlib import Path
 
 from systraq.changes.compare import compare_states
 from systraq.changes.copies import Pin, check_mode, header_of, report_lock, same_snapshot
-from systraq.changes.report import AGAINST_REPORTED, ModeReport, Report, render, subject
+from systraq.changes.report import (
+    AGAINST_REPORTED,
+    ModeReport,
+    Report,
+    render,
+    subject,
+    summary_line,
+)
 from systraq.config import Settings
-from systraq.delivery.mail import DeliveryOutcome, deliver, flush_spool
+from systraq.delivery import DeliveryOutcome, deliver, flush_spool
 from systraq.errors import ExitStatus, StateError
 from systraq.layout import BASELINE, REPORTED
 from systraq.snapshot.state import Header, StateReader, verify
@@ -120,7 +127,8 @@ def run_diff(settings: Settings, modes: Sequence[str], *, show: Show,
             outcome = None
             if mail:
                 if report.has_news:
-                    outcome = deliver(settings, subject(report), render(report, fmt))
+                    outcome = deliver(settings, subject(report), render(report, fmt),
+                                      summary=summary_line(report))
                 else:
                     outcome = flush_spool(settings)
             elif report.has_news:

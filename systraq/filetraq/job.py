@@ -16,14 +16,15 @@ from __future__ import annotations
 import os
 import pwd
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from systraq.config import Settings
-from systraq.delivery.mail import DeliveryOutcome, deliver, flush_spool
-from systraq.delivery.mail import preload as preload_mail
+from systraq.delivery import DeliveryOutcome, deliver, flush_spool
+from systraq.delivery.message import preload as preload_mail
 from systraq.errors import ConfigError, ExitStatus, SystraqError
 from systraq.filetraq import seen
 from systraq.filetraq.checking import Checker
@@ -158,7 +159,8 @@ def _run(channel: Channel | None, settings: Settings, patterns: list[Pattern],
                         own_dir(settings)
                         if report.items:
                             subject = filetraq_subject(report)
-                            outcome = deliver(settings, subject, format_text(report))
+                            outcome = deliver(settings, subject, format_text(report),
+                                              summary=_counts(report))
                         else:
                             outcome = flush_spool(settings)
                     elif channel is not None:
@@ -180,6 +182,11 @@ def _run(channel: Channel | None, settings: Settings, patterns: list[Pattern],
         status = ExitStatus.TROUBLE
     return {"status": int(status), "items": len(report.items), "subject": subject,
             "delivery": outcome.to_wire() if outcome is not None else None}
+
+
+def _counts(report: FiletraqReport) -> str:
+    counts = Counter(str(item.event) for item in report.items)
+    return "files: " + ", ".join(f"{n} {event}" for event, n in counts.items())
 
 
 def prune_store(settings: Settings, backupdir: Path | None = None,

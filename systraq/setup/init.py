@@ -107,7 +107,7 @@ def explicit(settings_file: Path, section: str, key: str) -> object | None:
 
 def sender_host(host: Host) -> str:
     """The host part of ``From:`` when mail.from is empty, as systraq's mail module picks it."""
-    from systraq.delivery.mail import mail_host
+    from systraq.delivery.message import mail_host
 
     return mail_host(host.path("etc/mailname"))
 
