@@ -154,6 +154,9 @@ def make_plan(settings: Settings, options: InitOptions | None = None, host: Host
         raise SystraqError(f"unknown scheduler {scheduler!r} (cron or timers)")
     plan = Plan(settings.config_dir, settings.state_dir, scheduler)
     pub_name = settings.snapshot.pub_user
+    if os.geteuid() != 0:
+        plan.notes.append("not run as root: this plan may miss what only root can see, and "
+                          "carrying it out needs root")
 
     _plan_account(plan, settings, options, host)
     shipped = _plan_config(plan, settings, find)
