@@ -16,8 +16,9 @@ from systraq.config import (
     load_settings,
 )
 from systraq.errors import ConfigError, ExitStatus, SystraqError
-from systraq.layout import MODES
+from systraq.layout import MODES, Layout
 from systraq.render import Terminal
+from systraq.setup import SCHEDULERS, scheduled_gate
 from systraq.snapshot.hashing import ALGORITHMS
 
 # The core modules are imported by the commands that use them: each cron job loads only
@@ -56,11 +57,22 @@ pass_context = click.make_pass_decorator(Context)
 @click.option("--state-dir", type=click.Path(path_type=Path), envvar="SYSTRAQ_STATE_DIR",
               default=DEFAULT_STATE_DIR, show_default=True, show_envvar=True,
               help="Where snapshots, reports and the backup store are kept.")
+@click.option("--scheduled-by", type=click.Choice(SCHEDULERS), default=None,
+              help="Given by the cron file and the systemd units: until `systraq init` has "
+                   "run, say so in one line and exit 0; when init chose the other "
+                   "scheduler, exit 0 silently.")
 @click.version_option(__version__, prog_name="systraq")
 @click.pass_context
-def cli(ctx: click.Context, config_dir: Path, state_dir: Path) -> None:
+def cli(ctx: click.Context, config_dir: Path, state_dir: Path, scheduled_by: str | None
+        ) -> None:
     """File integrity monitor: snapshot files, report what changed, once."""
     ctx.obj = Context(config_dir, state_dir)
+    if scheduled_by and not {"--help", "-h"} & set(ctx.protected_args + ctx.args):
+        gate = scheduled_gate(Layout(config_dir, state_dir), scheduled_by)
+        if not gate.run:
+            if gate.message:
+                ctx.obj.terminal.line(gate.message)
+            ctx.exit(ExitStatus.OK)
 
 
 @cli.command()
@@ -330,6 +342,53 @@ def _claim_standard_streams() -> list[int]:
     if 2 in closed:
         sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 (the process's own stderr)
     return closed
+
+
+@cli.command()
+@click.option("--create-user", is_flag=True,
+              help="Create the pub account (snapshot.pub_user, default systraq) when it is "
+                   "missing: a system account with its own group, no login.")
+@click.option("--scheduler", type=click.Choice(SCHEDULERS), default=None,
+              help="Who runs the jobs: cron (/etc/cron.d/systraq) or the systemd timers "
+                   "(default: the one chosen before, else cron).")
+@click.option("--mail-to", multiple=True, metavar="ADDRESS",
+              help="Where reports go (mail.to; repeatable; default: root).")
+@click.option("--yes", "-y", "assume_yes", is_flag=True,
+              help="Do it without asking.")
+@click.option("--dry-run", is_flag=True, help="Show the plan and change nothing.")
+@click.pass_context
+def init(ctx: click.Context, create_user: bool, scheduler: str | None,
+         mail_to: tuple[str, ...], assume_yes: bool, dry_run: bool) -> None:
+    """Set this host up, or take over from Debian's systraq and filetraq.
+
+    Plans, shows the plan, then (asked, or with --yes) creates the config dir from the
+    shipped examples (never over a file), the account and the state directory, takes over
+    what Debian's systraq and filetraq left, takes the first snapshots, the first filetraq
+    run and the baseline, and says what comes next. A second run changes nothing.
+    Exit status: 0 done (or nothing to do), 2 trouble or not confirmed.
+    """
+    from systraq.setup.init import InitOptions, carry_out, make_plan
+
+    obj: Context = ctx.obj
+    terminal = obj.terminal
+    options = InitOptions(create_user=create_user, scheduler=scheduler, mail_to=mail_to)
+    plan = make_plan(obj.settings, options, commands=cli.commands)
+    terminal.setup_plan(plan, dry_run=dry_run)
+    if dry_run or plan.nothing_to_do:
+        ctx.exit(ExitStatus.TROUBLE if plan.blockers else ExitStatus.OK)
+    if plan.blockers:
+        ctx.exit(ExitStatus.TROUBLE)
+    if os.geteuid() != 0:
+        raise SystraqError("systraq init changes the system (accounts, owners): run it as root")
+    if not assume_yes:
+        if not sys.stdin.isatty():
+            raise SystraqError("not confirmed: run systraq init --yes to go ahead without "
+                               "being asked")
+        if not click.confirm("Go ahead?", default=False):
+            raise SystraqError("nothing changed")
+    for done in carry_out(plan):
+        terminal.setup_step_done(done)
+    terminal.setup_done(plan)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from systraq.delivery import DeliveryOutcome
     from systraq.filetraq.conf import ConfResult
     from systraq.filetraq.store import PruneResult
+    from systraq.setup.plan import Plan, StepDone
     from systraq.snapshot.job import SnapshotResult
 
 
@@ -235,6 +236,43 @@ class Terminal:
             if result.skipped else ""
         self.console.print(rich_text(f"{result.path}: {result.entries:,} entries, {what} "
                                 f"(listed as {result.generated_as}){skipped}"))
+
+    # -- systraq init ------------------------------------------------------------------
+
+    def setup_plan(self, plan: Plan, dry_run: bool = False) -> None:
+        """The plan: numbered steps, notes, then what stops it (on stderr)."""
+        if plan.nothing_to_do:
+            self.line(f"systraq is set up ({plan.config_dir}, {plan.state_dir}, scheduled by "
+                      f"{plan.scheduler}): nothing to change.")
+        else:
+            migrating = f", taking over from {' and '.join(plan.migrating_from)}" \
+                if plan.migrating_from else ""
+            head = "would do" if dry_run else "will do"
+            self.line(f"systraq init {head} ({plan.config_dir}, {plan.state_dir}{migrating}):")
+            for number, step in enumerate(plan.steps, 1):
+                self.line(f"  {number}. {step.says}")
+            if not plan.steps:
+                self.line("  nothing, until what is below is resolved")
+        if plan.notes:
+            self.line("notes:")
+            for note in plan.notes:
+                self.line(f"  - {note}")
+        for blocker in plan.blockers:
+            self.error(f"cannot go on: {blocker}")
+        if plan.nothing_to_do or (dry_run and not plan.blockers):
+            self._next_steps(plan)
+
+    def setup_step_done(self, done: StepDone) -> None:
+        self.line(f"done {done.number}. {done.said or done.says}")
+
+    def setup_done(self, plan: Plan) -> None:
+        self.line("systraq is set up.")
+        self._next_steps(plan)
+
+    def _next_steps(self, plan: Plan) -> None:
+        self.line("what comes next:")
+        for line in plan.next_steps:
+            self.line(f"  - {line}")
 
 
     # --- the daily report --------------------------------------------------------------
