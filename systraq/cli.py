@@ -18,9 +18,10 @@ from systraq.config import (
     Settings,
     load_settings,
 )
-from systraq.errors import ExitStatus, SystraqError
-from systraq.layout import MODES
+from systraq.errors import ConfigError, ExitStatus, SystraqError
+from systraq.layout import MODES, Layout
 from systraq.render import Terminal
+from systraq.setup import SCHEDULERS, scheduled_gate
 from systraq.snapshot.hashing import ALGORITHMS
 
 # The core modules are imported by the commands that use them: each cron job loads only
@@ -59,13 +60,24 @@ pass_context = click.make_pass_decorator(Context)
 @click.option("--state-dir", type=click.Path(path_type=Path), envvar="SYSTRAQ_STATE_DIR",
               default=DEFAULT_STATE_DIR, show_default=True, show_envvar=True,
               help="Where snapshots, reports and the backup store are kept.")
+@click.option("--scheduled-by", type=click.Choice(SCHEDULERS), default=None,
+              help="Given by the cron file and the systemd units: until `systraq init` has "
+                   "run, say so in one line and exit 0; when init chose the other "
+                   "scheduler, exit 0 silently.")
 @click.version_option(__version__, prog_name="systraq")
 @click.pass_context
-def cli(ctx: click.Context, config_dir: Path, state_dir: Path) -> None:
+def cli(ctx: click.Context, config_dir: Path, state_dir: Path, scheduled_by: str | None
+        ) -> None:
     """File integrity monitor: snapshot files, report what changed, once."""
     # run() hands in its Terminal as the context object; cli used on its own has none.
     terminal = ctx.obj if isinstance(ctx.obj, Terminal) else Terminal()
     ctx.obj = Context(config_dir, state_dir, terminal)
+    if scheduled_by and not {"--help", "-h"} & set(ctx.protected_args + ctx.args):
+        gate = scheduled_gate(Layout(config_dir, state_dir), scheduled_by)
+        if not gate.run:
+            if gate.message:
+                ctx.obj.terminal.line(gate.message)
+            ctx.exit(ExitStatus.OK)
 
 
 @cli.command()
@@ -92,6 +104,10 @@ def _snapshot(obj: Context, modes: tuple[str, ...], full: bool = False,
             result = take_snapshot(obj.settings, each, algorithm=algorithm, full=full,
                                    progress=progress)
         obj.terminal.snapshot_summary(result)
+        for pattern in result.unmatched:  # lines that can never match: every run says so
+            if pattern.problem:
+                obj.terminal.warning(str(ConfigError(pattern.problem, pattern.source,
+                                                     pattern.line)))
 
 
 def report_options(command: click.decorators.FC) -> click.decorators.FC:
@@ -242,6 +258,144 @@ def filetraq_conf(obj: Context, output: Path | None, dirs: tuple[Path, ...]) -> 
     obj.terminal.filetraq_conf_summary(result)
 
 
+@cli.command()
+@click.option("--mail", is_flag=True, help="Mail the report (text with an HTML alternative) "
+              "instead of printing it.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Report as text (what cron mails) or one JSON object.")
+@click.option("--root", type=click.Path(path_type=Path, file_okay=False), default=Path("/"),
+              show_default=True, help="Read passwd, shadow, homes, logs, /proc and the dpkg "
+              "database of the system mounted here.")
+@click.option("--audit-rules", is_flag=True, help="Print the auditd rules that record the "
+              "commands real users run, and exit.")
+@pass_context
+def daily(obj: Context, mail: bool, fmt: str, root: Path, audit_rules: bool) -> int:
+    """The daily status report: system state, security checks, logs, checksums, health.
+
+    Opens with the host, its uptime and every item that needs attention. Each part says in
+    one line when it cannot run. Exit status: 0 nothing needs attention, 1 something does,
+    2 trouble (the mail could neither be sent nor spooled).
+    """
+    if audit_rules:
+        from systraq.daily.audit import AUDIT_RULES
+
+        obj.terminal.out.write(AUDIT_RULES)
+        return ExitStatus.OK
+    from systraq.daily.job import run_daily
+    from systraq.daily.report import subject
+
+    if mail and fmt != "text":
+        raise click.UsageError("--mail sends the text and HTML report; --format goes without it")
+    result = run_daily(obj.settings, root, mail=mail)
+    if mail:
+        obj.terminal.delivery(result.delivery, subject(result.report))
+    else:
+        obj.terminal.daily_report(result.report, fmt)
+    return result.status
+
+
+@cli.command()
+@click.option("--update", is_flag=True, help="Regenerate STATE/systraq.sums from the "
+              "directories (default: daily.sums_dirs, /usr/local/{bin,sbin,lib,share}).")
+@click.argument("dirs", nargs=-1, metavar="[DIR]...", type=click.Path(path_type=Path))
+@pass_context
+def sums(obj: Context, update: bool, dirs: tuple[Path, ...]) -> int:
+    """Verify the local checksums in STATE/systraq.sums (sha256sum -c format).
+
+    Prints what sha256sum -c --quiet would (FAILED lines). With --update, write the file
+    anew: the sha256 of every regular file below each DIR, sorted, replaced atomically.
+    Exit status: 0 all match, 1 a file failed, 2 trouble.
+    """
+    from systraq.daily import sums as local_sums
+
+    layout = obj.settings.layout
+    if not update:
+        if dirs:
+            raise click.UsageError("DIR arguments go with --update")
+        sources = [layout.sums, layout.legacy_sums]
+        if not any(p.exists() for p in sources):
+            raise SystraqError("no such file: create it with 'systraq sums --update'",
+                               layout.sums)
+        result = local_sums.verify(sources)
+        obj.terminal.sums_verification(result)
+        if result.errors:
+            return ExitStatus.TROUBLE
+        return ExitStatus.DIFFERENCES if result.problems else ExitStatus.OK
+    chosen = [*dirs] or [Path(d) for d in obj.settings.daily.sums_dirs]
+    outcome = local_sums.update(layout.sums, chosen)
+    obj.terminal.sums_update(outcome)
+    return ExitStatus.OK
+
+
+def _claim_standard_streams() -> list[int]:
+    """Put /dev/null on each of descriptors 0-2 that is closed; return those that were.
+
+    Else the next file opened would get that number, and a report printed to standard
+    output would land in whatever file it was (a state file, a lock).
+    """
+    closed = []
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.append(fd)
+    for fd in closed:
+        null = os.open(os.devnull, os.O_RDWR)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+    if 2 in closed:
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 (the process's own stderr)
+    return closed
+
+
+@cli.command()
+@click.option("--create-user", is_flag=True,
+              help="Create the pub account (snapshot.pub_user, default systraq) when it is "
+                   "missing: a system account with its own group, no login.")
+@click.option("--scheduler", type=click.Choice(SCHEDULERS), default=None,
+              help="Who runs the jobs: cron (/etc/cron.d/systraq) or the systemd timers "
+                   "(default: the one chosen before, else cron).")
+@click.option("--mail-to", multiple=True, metavar="ADDRESS",
+              help="Where reports go (mail.to; repeatable; default: root).")
+@click.option("--yes", "-y", "assume_yes", is_flag=True,
+              help="Do it without asking.")
+@click.option("--dry-run", is_flag=True, help="Show the plan and change nothing.")
+@click.pass_context
+def init(ctx: click.Context, create_user: bool, scheduler: str | None,
+         mail_to: tuple[str, ...], assume_yes: bool, dry_run: bool) -> None:
+    """Set this host up, or take over from Debian's systraq and filetraq.
+
+    Plans, shows the plan, then (asked, or with --yes) creates the config dir from the
+    shipped examples (never over a file), the account and the state directory, takes over
+    what Debian's systraq and filetraq left, takes the first snapshots, the first filetraq
+    run and the baseline, and says what comes next. A second run changes nothing.
+    Exit status: 0 done (or nothing to do), 2 trouble or not confirmed.
+    """
+    from systraq.setup.init import InitOptions, carry_out, make_plan
+
+    obj: Context = ctx.obj
+    terminal = obj.terminal
+    options = InitOptions(create_user=create_user, scheduler=scheduler, mail_to=mail_to)
+    plan = make_plan(obj.settings, options, commands=cli.commands)
+    terminal.setup_plan(plan, dry_run=dry_run)
+    if dry_run or plan.nothing_to_do:
+        ctx.exit(ExitStatus.TROUBLE if plan.blockers else ExitStatus.OK)
+    if plan.blockers:
+        ctx.exit(ExitStatus.TROUBLE)
+    if os.geteuid() != 0:
+        raise SystraqError("systraq init changes the system (accounts, owners): run it as root")
+    if not assume_yes:
+        if not sys.stdin.isatty():
+            raise SystraqError("not confirmed: run systraq init --yes to go ahead without "
+                               "being asked")
+        if not click.confirm("Go ahead?", default=False):
+            raise SystraqError("nothing changed")
+    for done in carry_out(plan):
+        terminal.setup_step_done(done)
+    terminal.setup_done(plan)
+
+
 def run(argv: Sequence[str] | None = None, terminal: Terminal | None = None) -> int:
     """The command line as a function: all output goes to ``terminal``; returns the exit
     status. One handler turns every error into one line on stderr and exit 2."""
@@ -273,8 +427,9 @@ def run(argv: Sequence[str] | None = None, terminal: Terminal | None = None) -> 
         _discard(terminal.out)
         status = ExitStatus.OK
     except OSError as err:
-        where = f"{err.filename}: " if err.filename else ""
-        terminal.error(f"{where}{err.strerror or err}")
+        from systraq.fs.oserror import describe
+
+        terminal.error(describe(err))
         status = ExitStatus.TROUBLE
     except Exception as err:
         if os.environ.get("SYSTRAQ_DEBUG"):
@@ -295,14 +450,23 @@ def _discard(stream: TextIO) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
-    """Entry point of the systraq command."""
+    """Entry point of the systraq command: the process's own streams, made safe, for run()."""
+    closed = _claim_standard_streams()
+    if 1 in closed:
+        # Nothing could be reported, and a report not seen must not be recorded as seen.
+        print("systraq: standard output is closed: nothing could be reported",
+              file=sys.stderr, flush=True)
+        sys.exit(ExitStatus.TROUBLE)
+    from systraq.fs.oserror import NamedStream
+
+    # A write error on standard output (a full disk, /dev/full) says where it happened.
+    sys.stdout = NamedStream(sys.stdout, "standard output")  # type: ignore[assignment]
     status = run(argv)
     # Output that could not be written (a full disk) is still buffered: flushed at
     # interpreter exit, it would fail again as "Exception ignored" and exit 120, after run()
     # has already said what failed.
-    if sys.stdout is not None:
-        try:
-            sys.stdout.flush()
-        except OSError:
-            _discard(sys.stdout)
+    try:
+        sys.stdout.flush()
+    except OSError:
+        _discard(sys.stdout)
     sys.exit(status)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from systraq.changes.compare import DEFAULT_FIELDS, REPORTABLE_FIELDS
+from systraq.configcheck import check as check_value
 from systraq.errors import ConfigError
 from systraq.filetraq.contentdiff import ORDERS, STYLES
 from systraq.layout import SYSTRAQ_CONF, Layout
@@ -30,6 +32,7 @@ class SnapshotSettings:
     lock_timeout: float = 10.0
     full_rehash_hours: float = 24.0
     workers: int = 0  # cores a snapshot uses; 0: all
+    hash_limit: int = 16 << 30  # bytes of one file's data hashed at most; 0: no cap
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,25 @@ class FiletraqSettings:
     dir_mode: int = 0o755
 
 
+# The built-in parts of the daily report, in the order it shows them; any can be switched
+# off with daily.disable.
+DAILY_PARTS = ("system", "accounts", "logins", "logs", "audit", "security", "packages",
+               "sums", "health", "extensions")
+
+
+@dataclass(frozen=True)
+class DailySettings:
+    disable: tuple[str, ...] = ()
+    log_files: tuple[str, ...] = ("/var/log/syslog", "/var/log/messages", "/var/log/auth.log",
+                                  "/var/log/kern.log", "/var/log/daemon.log")
+    journal: bool = True  # read the systemd journal too (on the live system)
+    disk_threshold: int = 90  # percent of space or inodes used that needs attention
+    max_lines: int = 40  # lines a list shows before "and N more"
+    extension_timeout: float = 60.0
+    sums_dirs: tuple[str, ...] = ("/usr/local/bin", "/usr/local/sbin", "/usr/local/lib",
+                                  "/usr/local/share")
+
+
 @dataclass(frozen=True)
 class Settings:
     config_dir: Path = DEFAULT_CONFIG_DIR
@@ -71,6 +93,7 @@ class Settings:
     report: ReportSettings = field(default_factory=ReportSettings)
     mail: MailSettings = field(default_factory=MailSettings)
     filetraq: FiletraqSettings = field(default_factory=FiletraqSettings)
+    daily: DailySettings = field(default_factory=DailySettings)
 
     @property
     def layout(self) -> Layout:
@@ -91,6 +114,7 @@ _SECTIONS = {
     "report": ReportSettings,
     "mail": MailSettings,
     "filetraq": FiletraqSettings,
+    "daily": DailySettings,
 }
 
 
@@ -118,6 +142,8 @@ def _coerce(value: Any, default: Any, name: str) -> Any:
     if isinstance(default, (int, float)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise TypeError(f"{name} must be a number, 0 or more")
+        if not math.isfinite(value):  # TOML has inf and nan; 1e400 is inf too
+            raise TypeError(f"{name} must be a finite number (found {value})")
         if isinstance(default, int) and value != int(value):
             raise TypeError(f"{name} must be a whole number")
         return type(default)(value)
@@ -164,6 +190,10 @@ def parse_settings(text: str, path: Path, config_dir: Path, state_dir: Path) -> 
                 value = _coerce(value, known[key].default, f"{section}.{key}")
             except TypeError as err:
                 raise ConfigError(str(err), path, line) from None
+            try:
+                check_value(section, key, value)
+            except ValueError as err:
+                raise ConfigError(str(err), path, line) from None
             choices = _CHOICES.get((section, attr))
             if choices and value not in choices:
                 raise ConfigError(f"{section}.{key} must be one of {', '.join(choices)}",
@@ -175,6 +205,11 @@ def parse_settings(text: str, path: Path, config_dir: Path, state_dir: Path) -> 
                                       f"{', '.join(REPORTABLE_FIELDS)})", path, line)
             if attr == "passwd_file" and value and not value.startswith("/"):
                 raise ConfigError(f"{section}.{key} must be an absolute path", path, line)
+            if (section, attr) == ("daily", "disable"):
+                unknown = [p for p in value if p not in DAILY_PARTS]
+                if unknown:
+                    raise ConfigError(f"daily.disable: unknown part {unknown[0]!r} (known: "
+                                      f"{', '.join(DAILY_PARTS)})", path, line)
             kwargs[attr] = value
         sections[section] = cls(**kwargs)
     return Settings(config_dir=config_dir, state_dir=state_dir, **sections)

@@ -14,6 +14,16 @@ class ExitStatus(enum.IntEnum):
     TROUBLE = 2
 
 
+def shown_path(path: str | os.PathLike | bytes) -> str:
+    """A path as a message shows it: a str as given (already escaped), any other path
+    escaped as reports show paths, so that a name cannot forge a second line."""
+    if isinstance(path, str):
+        return path
+    from systraq.pathcodec import escape
+
+    return escape(os.fsencode(path))
+
+
 class SystraqError(Exception):
     """Trouble the user must hear about: one line, naming the file and line when known."""
 
@@ -29,10 +39,7 @@ class SystraqError(Exception):
     def __str__(self) -> str:
         where = ""
         if self.path is not None:
-            path = self.path
-            if isinstance(path, bytes):
-                path = os.fsdecode(path)
-            where = os.fspath(path)
+            where = shown_path(self.path)
             if self.line is not None:
                 where += f":{self.line}"
             where += ": "

@@ -19,6 +19,12 @@ FILETRAQ_TAIL = "filetraq.tail.conf"
 STORE_DIR = "filetraq"
 REPORTED = "reported"
 BASELINE = "baseline"
+IGNORE_DIR = "ignore.d"
+EXTENSION_DIR = "systraq.d"
+SUMS = "systraq.sums"
+LEGACY_SUMS = "systraq.md5sums"
+SETUP_MARKER = "initialized"
+ARCHIVE_DIR = "archive"
 
 
 def list_name(mode: str, kind: str) -> str:
@@ -53,6 +59,16 @@ class Layout:
     @property
     def filetraq_tail(self) -> Path:
         return self.config_dir / FILETRAQ_TAIL
+
+    @property
+    def ignore_dir(self) -> Path:
+        """Log lines known to be harmless, as logcheck rules (``systraq daily``)."""
+        return self.config_dir / IGNORE_DIR
+
+    @property
+    def extension_dir(self) -> Path:
+        """Local parts of the daily report, run-parts style."""
+        return self.config_dir / EXTENSION_DIR
 
     # -- state -----------------------------------------------------------------------
     # Each account writes only its own directory: STATE/pub belongs to the account the pub
@@ -102,6 +118,50 @@ class Layout:
         """The filetraq backup store."""
         return self.state_dir / STORE_DIR
 
+    @property
+    def setup_marker(self) -> Path:
+        """Written by ``systraq init`` as its last step; scheduled jobs run once it exists."""
+        return self.state_dir / SETUP_MARKER
+
+    def archive(self, name: str) -> Path:
+        """Where ``systraq init`` keeps files it took over and no longer uses (root's, 0700)."""
+        return self.state_dir / ARCHIVE_DIR / name
+
+    @property
+    def forward(self) -> Path:
+        """The ~/.forward of an account whose home is the state directory."""
+        return self.state_dir / ".forward"
+
     def flat(self, name: str) -> Path:
         """A file of the flat layout earlier versions used (``STATE/NAME``), to migrate."""
         return self.state_dir / name
+
+    @property
+    def sums(self) -> Path:
+        """Local checksums (sha256sum -c format) the daily report verifies."""
+        return self.state_dir / SUMS
+
+    @property
+    def legacy_sums(self) -> Path:
+        """The original systraq's md5sum -c file, read as it is when present."""
+        return self.state_dir / LEGACY_SUMS
+
+    def run_record(self, job: str, mode: str | None = None, uid: int | None = None) -> Path:
+        """When a job (of a mode) last ran and last succeeded, in the directory of the
+        account that runs it: a snapshot's mode, filetraq's pub account (the store's owner),
+        the reporting account for diff."""
+        name = f"{job}_{mode}.run" if mode else f"{job}.run"
+        if job == "snapshot" and mode:
+            return self.mode_dir(mode) / name
+        if job == "filetraq":
+            return self.mode_dir("pub") / name
+        return self.account_dir(uid) / name
+
+    def daily_copy(self, mode: str) -> Path:
+        """The snapshot the previous daily report counted changes against."""
+        return self.account_dir() / f"daily_{mode}.stat"
+
+    @property
+    def daily_history(self) -> Path:
+        """Changes and attention items per day, for the daily report's chart."""
+        return self.account_dir() / "daily.history"

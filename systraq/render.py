@@ -19,9 +19,12 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from systraq.changes.baseline import BaselineOutcome
+    from systraq.daily.report import DailyReport
+    from systraq.daily.sums import UpdateResult, Verification
     from systraq.delivery import DeliveryOutcome
     from systraq.filetraq.conf import ConfResult
     from systraq.filetraq.store import PruneResult
+    from systraq.setup.plan import Plan, StepDone
     from systraq.snapshot.job import SnapshotResult
 
 
@@ -114,7 +117,10 @@ class Terminal:
                  f"({human_size(stats.bytes_hashed)})"]
         if stats.hashes_reused:
             parts.append(f"{stats.hashes_reused:,} hashes reused")
-        for count, what in ((stats.unreadable, "unreadable"), (stats.raced, "changed while "
+        if stats.rehashed:
+            parts.append(f"{stats.rehashed:,} read again (rolling rehash)")
+        for count, what in ((stats.unreadable, "unreadable"), (stats.partial, "hashed only "
+                            "in part (snapshot.hash_limit)"), (stats.raced, "changed while "
                             "scanned"), (result.unreachable, "not reachable as "
                             f"{result.scanned_as}"), (len(result.unmatched),
                             "list lines matching nothing")):
@@ -230,6 +236,80 @@ class Terminal:
             if result.skipped else ""
         self.console.print(rich_text(f"{result.path}: {result.entries:,} entries, {what} "
                                 f"(listed as {result.generated_as}){skipped}"))
+
+    # -- systraq init ------------------------------------------------------------------
+
+    def setup_plan(self, plan: Plan, dry_run: bool = False) -> None:
+        """The plan: numbered steps, notes, then what stops it (on stderr)."""
+        if plan.nothing_to_do:
+            self.line(f"systraq is set up ({plan.config_dir}, {plan.state_dir}, scheduled by "
+                      f"{plan.scheduler}): nothing to change.")
+        else:
+            migrating = f", taking over from {' and '.join(plan.migrating_from)}" \
+                if plan.migrating_from else ""
+            head = "would do" if dry_run else "will do"
+            self.line(f"systraq init {head} ({plan.config_dir}, {plan.state_dir}{migrating}):")
+            for number, step in enumerate(plan.steps, 1):
+                self.line(f"  {number}. {step.says}")
+            if not plan.steps:
+                self.line("  nothing, until what is below is resolved")
+        if plan.notes:
+            self.line("notes:")
+            for note in plan.notes:
+                self.line(f"  - {note}")
+        for blocker in plan.blockers:
+            self.error(f"cannot go on: {blocker}")
+        if plan.nothing_to_do or (dry_run and not plan.blockers):
+            self._next_steps(plan)
+
+    def setup_step_done(self, done: StepDone) -> None:
+        self.line(f"done {done.number}. {done.said or done.says}")
+
+    def setup_done(self, plan: Plan) -> None:
+        self.line("systraq is set up.")
+        self._next_steps(plan)
+
+    def _next_steps(self, plan: Plan) -> None:
+        self.line("what comes next:")
+        for line in plan.next_steps:
+            self.line(f"  - {line}")
+
+
+    # --- the daily report --------------------------------------------------------------
+
+    def daily_report(self, report: DailyReport, fmt: str = "text") -> None:
+        """The daily report: JSON, plain text (cron), or with the attention items in colour
+        on a terminal."""
+        from systraq.daily.report import render_json, render_text
+
+        if fmt == "json":
+            self.out.write(render_json(report))
+        elif not self.interactive:
+            self.out.write(render_text(report))
+        else:
+            for line in render_text(report).splitlines():
+                style = ""
+                if line.startswith("== "):
+                    style = "bold cyan"
+                elif line.startswith("  * ") or line.endswith("<-- !"):
+                    style = "bold red"
+                elif line.endswith("need attention:"):
+                    style = "bold"
+                self.console.print(rich_text(line, style=style), soft_wrap=True)
+        self.out.flush()
+
+    def sums_verification(self, result: Verification) -> None:
+        """What sha256sum -c --quiet says: FAILED lines and warnings (nothing when all match)."""
+        for line in result.lines():
+            self.line(line)
+        if self.interactive and not result.problems:
+            self.console.print(rich_text(f"{result.checked:,} files checked, all match"))
+
+    def sums_update(self, result: UpdateResult) -> None:
+        for skipped in result.skipped:
+            self.warning(f"{skipped}: not listed")
+        if self.interactive:
+            self.console.print(rich_text(f"{result.path}: {result.files:,} files"))
 
 
 def _diff_style(line: str) -> str:

@@ -99,12 +99,14 @@ class Workspace:
                                 cwd=self.root, **options)  # type: ignore[call-overload]
 
 
+# The variables systraq itself reads (the suite's own, SYSTRAQ_TRANSCRIPTS, stay).
+SYSTRAQ_VARIABLES = ("SYSTRAQ_CONFIG_DIR", "SYSTRAQ_STATE_DIR", "SYSTRAQ_DEBUG")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _environment_of_our_own() -> Iterator[None]:
-    """The caller's SYSTRAQ_* variables must not steer the runs under test."""
-    saved = {k: v for k, v in os.environ.items() if k.startswith("SYSTRAQ_")}
-    for key in saved:
-        del os.environ[key]
+    """The caller's settings for systraq must not steer the runs under test."""
+    saved = {k: os.environ.pop(k) for k in SYSTRAQ_VARIABLES if k in os.environ}
     yield
     os.environ.update(saved)
 

@@ -95,14 +95,16 @@ def test_baseline_path_with_no_difference_is_warned_about(ws: Workspace) -> None
     assert f"{ws.tree}/f" in ws.run("diff", "--baseline").stdout
 
 
-def test_baseline_relative_path_is_taken_from_the_current_directory(ws: Workspace) -> None:
+def test_baseline_relative_path_is_refused(ws: Workspace) -> None:
     (ws.tree / "f").write_text("x")
     _baselined(ws)
     (ws.tree / "f").write_text("yy")
     assert ws.run("snapshot").returncode == 0
-    # ws.run works in ws.root
-    assert ws.run("baseline", "tree/f").returncode == 0
-    assert ws.run("diff", "--baseline").stdout == ""
+    # ws.run works in ws.root: "tree/f" would name the file, but a relative PATH (or "")
+    # is refused rather than taken from wherever the command happens to run.
+    run = ws.run("baseline", "tree/f")
+    assert run.returncode == 2 and "is not an absolute path" in run.stderr
+    assert f"{ws.tree}/f" in ws.run("diff", "--baseline").stdout
 
 
 def test_first_partial_baseline_holds_only_the_accepted_paths(ws: Workspace) -> None:

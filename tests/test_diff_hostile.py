@@ -72,7 +72,7 @@ def test_truncated_snapshot_is_never_made_the_baseline(ws: Workspace) -> None:
 def test_state_file_of_a_newer_format_is_refused(ws: Workspace) -> None:
     settle(ws)
     snapshot = ws.state / "pub" / "snapshot_pub.stat"
-    snapshot.write_bytes(snapshot.read_bytes().replace(b"#systraq-state\t1", b"#systraq-state\t9"))
+    snapshot.write_bytes(snapshot.read_bytes().replace(b"#systraq-state\t2", b"#systraq-state\t9"))
     _assert_trouble(ws.run("diff"), "snapshot_pub.stat:1:", "version 9 is not understood")
 
 

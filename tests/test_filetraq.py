@@ -122,7 +122,7 @@ def test_binary_change_is_told_by_sizes_and_hashes_never_by_its_bytes(ws):
     assert stored(ws, blob).read_bytes() == blob.read_bytes()
 
 
-def test_file_over_the_size_limit_is_tracked_by_hash_only(ws):
+def test_file_over_the_size_limit_is_tracked_by_size_and_first_bytes(ws):
     write_conf(ws, "[filetraq]\nmax_size = 100\n")
     big = ws.tree / "big.log"
     big.write_bytes(b"A" * 101)
@@ -130,12 +130,14 @@ def test_file_over_the_size_limit_is_tracked_by_hash_only(ws):
     first = filetraq(ws)
     assert first.returncode == 1
     assert first.stdout.startswith(f"{big}: 101 bytes, over the 100-byte limit: content "
-                                   "tracked by hash only (sha256 ")
+                                   "tracked by size and the hash of its first 100 bytes "
+                                   "only (sha256 of the first 100 bytes ")
     assert not stored(ws, big).parent.exists()
     assert filetraq(ws).stdout == ""
     big.write_bytes(b"B" * 150)
     changed = filetraq(ws)
-    assert changed.stdout.splitlines()[0] == f"Large file {big} changed (tracked by hash only):"
+    assert changed.stdout.splitlines()[0] == (f"Large file {big} changed (tracked by size "
+                                              "and the hash of its first bytes only):")
     assert "was 101 bytes" in changed.stdout and "now 150 bytes" in changed.stdout
     assert "BBB" not in changed.stdout
     assert filetraq(ws).stdout == ""

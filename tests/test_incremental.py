@@ -103,23 +103,15 @@ def test_other_algorithm_is_never_reused(tree: Workspace, monkeypatch) -> None:
     assert take(tree).stats.hashes_reused == 0
 
 
-def test_periodic_full_rehash_is_recorded_in_the_header(tree: Workspace, monkeypatch) -> None:
-    # The previous snapshot's last full rehash was 25 hours "ago" (default interval 24 h).
+def test_previous_snapshot_older_than_the_rehash_interval_means_every_file_is_read(
+        tree: Workspace, monkeypatch) -> None:
+    # The previous snapshot was taken 25 hours "ago" (default interval 24 h).
     take(tree, monkeypatch, -25 * HOUR_NS)
-    before = read_state(tree.state / "pub" / "snapshot_pub.stat")[0].full_rehash_ns
     forge(tree, tree.tree / "f0")
     result = take(tree)
     header = read_state(tree.state / "pub" / "snapshot_pub.stat")[0]
     assert result.stats.hashes_reused == 0
-    assert header.full_rehash_ns == header.created_ns > before
-
-
-def test_incremental_run_keeps_the_last_full_rehash_time(tree: Workspace, monkeypatch) -> None:
-    take(tree, monkeypatch, HOUR_NS)
-    first = read_state(tree.state / "pub" / "snapshot_pub.stat")[0]
-    take(tree)
-    second = read_state(tree.state / "pub" / "snapshot_pub.stat")[0]
-    assert second.full_rehash_ns == first.full_rehash_ns < second.created_ns + HOUR_NS
+    assert header.rehash_interval_ns == 24 * HOUR_NS
 
 
 def test_corrupt_previous_snapshot_means_a_full_rehash(tree: Workspace, monkeypatch) -> None:

@@ -43,7 +43,7 @@ def test_another_account_cannot_make_anything_in_roots_state_directory(ws: Works
                              capture_output=True, text=True, timeout=30)
     assert attempt.stderr.count("Permission denied") == 2
     assert sorted(p.name for p in (ws.state / "root").iterdir()) == [
-        "report.lock", "reported_pub.stat"]
+        "diff_pub.run", "report.lock", "reported_pub.stat"]
 
 
 def sent_messages(out: Path) -> list[email.message.EmailMessage]:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from systraq.pathcodec import escape
 from systraq.snapshot import hashcache
-from systraq.snapshot.hashcache import PreviousSnapshot, _first_line_at_or_after
+from systraq.snapshot.hashcache import PreviousSnapshot, ReusePolicy, _first_line_at_or_after
 from systraq.snapshot.listfiles import Root, order_key
 from systraq.snapshot.scan import Scanner
 from systraq.snapshot.state import Header, StateWriter, line_key, parse_entry
@@ -62,7 +62,8 @@ def test_one_process_or_many_the_lines_are_the_same(ws: Workspace, tree) -> None
         # And with a previous snapshot to reuse hashes from (an hour "later": nothing racy).
         state = ws.state / "prev.stat"
         header = write_state(state, serial)
-        previous = PreviousSnapshot(state, header, entries=len(serial))
+        policy = ReusePolicy(racy_after_ns=header.created_ns - hashcache.RACY_MARGIN_NS)
+        previous = PreviousSnapshot(state, header, policy, entries=len(serial))
         reused = Scanner("sha256", workers=2, previous=previous)
         reused.parallel = True  # as after --full with a usable previous snapshot
         assert lines_of(reused, root) == serial

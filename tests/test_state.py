@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,10 @@ from systraq.snapshot.entry import STATUSES, TYPE_LETTERS, Entry
 from systraq.snapshot.listfiles import order_key
 from systraq.snapshot.state import COLUMNS, Header, StateWriter, read_state
 
+from .statekit import write_v1
+
 HEADER = Header(host="host\tname", mode="pub", created_ns=1_795_000_000_123_456_789,
-                hash="sha256", full_rehash_ns=1_795_000_000_000_000_000,
+                hash="sha256", rehash_interval_ns=86_400_000_000_000,
                 lists=(b"/etc/systraq/snapshot_pub.list", b"/odd\nlist"))
 
 names = st.binary(min_size=1, max_size=12).filter(lambda b: b"/" not in b)
@@ -29,6 +32,14 @@ entries = st.builds(
     status=st.sampled_from(STATUSES), hash=st.sampled_from(["", "ab" * 32]),
     target=st.one_of(st.none(), st.binary(min_size=1, max_size=20)),
 )
+# Attribute columns: none recorded, or recorded (empty or with values).
+attributes = st.one_of(st.just((None, None, None, None)), st.tuples(
+    st.sampled_from(["", "cap_setuid=ep", "cap_chown=ip cap_kill+i"]),
+    st.sampled_from(["", "user::rw-,user:nobody:rw-,group::r--,mask::rw-,other::r--"]),
+    st.sampled_from(["", "selinux=system_u:object_r:etc_t:s0"]),
+    st.sampled_from(["", "user.a=" + "cd" * 32 + " user.b=?"])))
+entries = st.builds(lambda entry, attrs: dataclasses.replace(
+    entry, caps=attrs[0], acl=attrs[1], label=attrs[2], xattrs=attrs[3]), entries, attributes)
 
 
 def sorted_unique(items: list[Entry]) -> list[Entry]:
@@ -105,8 +116,8 @@ def test_malformed_line_names_its_line_number(state_file: Path) -> None:
 
 
 def test_other_format_version_is_refused_clearly(state_file: Path) -> None:
-    state_file.write_text(state_file.read_text().replace("#systraq-state\t1", "#systraq-state\t2"))
-    assert "version 2 is not understood" in read_error(state_file)
+    state_file.write_text(state_file.read_text().replace("#systraq-state\t2", "#systraq-state\t9"))
+    assert "version 9 is not understood" in read_error(state_file)
 
 
 def test_not_a_state_file(tmp_path: Path) -> None:
@@ -138,3 +149,16 @@ def test_rename_replaces_a_planted_symlink_instead_of_following_it(tmp_path: Pat
     write(tmp_path / "snapshot_root.stat", [])
     assert victim.read_text() == "precious"
     assert not (tmp_path / "snapshot_root.stat").is_symlink()
+
+
+def test_version_1_files_are_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "snapshot_pub.stat"
+    write_v1(path, ["/etc\td\t0755\t0\troot\t0\troot\t4096\t1\t2\t3\t4\t5\tok\t\t",
+                    "/etc/hosts\tf\t0644\t0\troot\t0\troot\t9\t1\t2\t3\t5\t1\tok\t"
+                    + "ab" * 32 + "\t"],
+             created_ns=1_795_000_000_000_000_000, full_rehash_ns=1_794_999_000_000_000_000)
+    header, read = read_state(path)
+    assert (header.created_ns, header.full_rehash_ns) == (1_795_000_000_000_000_000,
+                                                          1_794_999_000_000_000_000)
+    assert [e.path for e in read] == [b"/etc", b"/etc/hosts"]
+    assert read[1].hash == "ab" * 32 and read[1].size == 9

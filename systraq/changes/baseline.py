@@ -15,7 +15,7 @@ from systraq.changes.report import AGAINST_BASELINE, ModeReport, Report
 from systraq.config import Settings
 from systraq.errors import SystraqError
 from systraq.layout import BASELINE
-from systraq.pathcodec import EscapeError, unescape
+from systraq.pathcodec import EscapeError, escape, unescape
 from systraq.patterns import components, covers
 from systraq.snapshot.state import StateReader, StateWriter
 
@@ -43,20 +43,24 @@ class PathSelection:
 
     A glob's ``*`` stays within one path component and, as in the shell and the list
     files, does not match a leading dot. An argument may also be given in the escaped form
-    reports show (``\\n``, ``\\xff``).
+    reports show (``\\n``, ``\\xff``). An empty or relative argument is refused: taken
+    from the current directory, ``''`` or ``.`` would accept every difference below it.
     """
 
     def __init__(self, arguments: Sequence[str]) -> None:
         self.arguments = list(arguments)
         self.patterns: list[tuple[int, list[bytes]]] = []
         for index, argument in enumerate(self.arguments):
+            if not argument.startswith("/"):
+                shown = escape(os.fsencode(argument))
+                raise SystraqError(f"baseline: PATH '{shown}' is not an absolute path: give "
+                                   "paths or globs that start with / (a relative one would "
+                                   "accept differences below the current directory)")
             forms = {os.fsencode(argument)}
             if "\\" in argument:
                 with contextlib.suppress(EscapeError):
                     forms.add(unescape(argument))
             for raw in forms:
-                if not raw.startswith(b"/"):
-                    raw = os.path.join(os.fsencode(os.getcwd()), raw)
                 normal = posixpath.normpath(raw)
                 self.patterns.append((index, components(normal)))
         self.used: set[int] = set()

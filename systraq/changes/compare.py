@@ -9,7 +9,9 @@ types: ``size`` and ``hash`` are compared for regular files only (a directory's 
 with its entries), ``perms`` not for symlinks (always 0777 on Linux), ``target`` only where
 a symlink is involved. The scan ``status`` is always compared: an entry that could not be
 read, or changed while it was scanned, is reported as such once, and its content is not
-compared on that basis.
+compared on that basis; one whose content was hashed only up to the per-file cap
+(``partial``) is compared with another such hash, and its ctime is compared too, since a
+write past the hashed bytes shows nowhere else.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from systraq.patterns import order_key
-from systraq.snapshot.entry import OK, Entry
-from systraq.snapshot.state import StateReader
+from systraq.snapshot.entry import HASHED_STATUSES, OK, PARTIAL, Entry
+from systraq.snapshot.state import StateReader, shared_columns
 
 ADDED = "added"
 REMOVED = "removed"
@@ -31,14 +33,18 @@ KINDS = (CHANGED, ADDED, REMOVED)
 ATTRIBUTES = {
     "type": "type", "perms": "perms", "uid": "uid", "gid": "gid", "size": "size",
     "hash": "hash", "target": "target", "mtime": "mtime_ns", "ctime": "ctime_ns",
-    "ino": "ino", "dev": "dev", "nlink": "nlink", "status": "status",
+    "ino": "ino", "dev": "dev", "nlink": "nlink", "status": "status", "caps": "caps",
+    "acl": "acl", "label": "label", "xattrs": "xattrs",
 }
-FIELD_ORDER = ("status", "type", "hash", "size", "perms", "uid", "gid", "target", "mtime",
-               "ctime", "ino", "dev", "nlink")
-DEFAULT_FIELDS = ("type", "perms", "uid", "gid", "size", "hash", "target")
+FIELD_ORDER = ("status", "type", "hash", "size", "perms", "uid", "gid", "target", "caps",
+               "acl", "label", "xattrs", "mtime", "ctime", "ino", "dev", "nlink")
+DEFAULT_FIELDS = ("type", "perms", "uid", "gid", "size", "hash", "target", "caps", "acl",
+                  "label")
 # What report.fields may name (the scan status is always compared).
 REPORTABLE_FIELDS = tuple(name for name in FIELD_ORDER if name != "status")
-
+# Extended attributes: None where a snapshot did not record them (an older format, or they
+# could not be read), and then not compared.
+ATTRIBUTE_FIELDS = ("caps", "acl", "label", "xattrs")
 
 # A field's value as entries hold it: numbers, names, hex digests, link targets (bytes).
 FieldValue = int | str | bytes | None
@@ -79,26 +85,44 @@ def comparable(name: str, old: Entry, new: Entry, compare_hash: bool = True) -> 
     if name == "size":
         return old.type == "f" and new.type == "f"
     if name == "hash":
-        return (compare_hash and old.type == "f" and new.type == "f" and old.status == OK
-                and new.status == OK and bool(old.hash) and bool(new.hash))
+        # A whole hash and one of the first bytes only (status partial) mean different
+        # things: the status change is what is reported then.
+        return (compare_hash and old.type == "f" and new.type == "f"
+                and old.status == new.status and old.status in HASHED_STATUSES
+                and bool(old.hash) and bool(new.hash))
     if name == "perms":
         return old.type != "l" and new.type != "l"
     if name == "target":
         return old.type == "l" or new.type == "l"
+    if name in ATTRIBUTE_FIELDS:
+        return getattr(old, name) is not None and getattr(new, name) is not None
     return True
 
 
 def changed_fields(old: Entry, new: Entry, fields: Sequence[str],
-                   compare_hash: bool = True) -> Fields:
-    """The reported fields that differ between two entries of the same path."""
+                   compare_hash: bool = True, unrecorded: set[str] | None = None
+                   ) -> Fields:
+    """The reported fields that differ between two entries of the same path.
+
+    ``unrecorded`` collects the attribute fields the old entry did not record while the new
+    one does (not compared: the report says once that they are recorded from now on).
+    """
     out: Fields = {}
     for name in fields:
+        if unrecorded is not None and name in ATTRIBUTE_FIELDS and \
+                getattr(old, name) is None and getattr(new, name) is not None:
+            unrecorded.add(name)
         if comparable(name, old, new, compare_hash):
             before, after = value(name, old), value(name, new)
             if before != after:
                 out[name] = (before, after)
     if old.status != new.status:
         out["status"] = (old.status, new.status)
+    elif old.status == PARTIAL and old.type == new.type == "f" and not out \
+            and old.ctime_ns != new.ctime_ns:
+        # The hash covers the first bytes only: a write past them shows in ctime alone
+        # (utime() can put mtime back, not ctime).
+        out["ctime"] = (old.ctime_ns, new.ctime_ns)
     return out
 
 
@@ -109,6 +133,8 @@ def entry_fields(entry: Entry, fields: Sequence[str], side: str) -> Fields:
     for name in names:
         if not applies(name, entry) or (name == "hash" and not entry.hash):
             continue
+        if name in ATTRIBUTE_FIELDS and not getattr(entry, name):
+            continue  # none, or not recorded: nothing to say
         got = value(name, entry)
         out[name] = (None, got) if side == "new" else (got, None)
     return out
@@ -138,14 +164,15 @@ def merge(old: Iterable[Entry], new: Iterable[Entry]
 
 
 def difference(a: Entry | None, b: Entry | None, fields: Sequence[str],
-               compare_hash: bool = True) -> Change | None:
+               compare_hash: bool = True, unrecorded: set[str] | None = None
+               ) -> Change | None:
     """The change from ``a`` to ``b`` (either may be None), or None when nothing counts."""
     if b is None:
         assert a is not None
         return Change(a.path, REMOVED, entry_fields(a, fields, "old"), a, None)
     if a is None:
         return Change(b.path, ADDED, entry_fields(b, fields, "new"), None, b)
-    differ = changed_fields(a, b, fields, compare_hash)
+    differ = changed_fields(a, b, fields, compare_hash, unrecorded)
     return Change(b.path, CHANGED, differ, a, b) if differ else None
 
 
@@ -159,7 +186,8 @@ def compare(old: Iterable[Entry], new: Iterable[Entry], fields: Sequence[str],
     # Fast path: most entries are unchanged in every compared attribute.
     same = operator.attrgetter(*(ATTRIBUTES[name] for name in (*fields, "status")))
     for a, b in merge(old, new):
-        if a is not None and b is not None and same(a) == same(b):
+        if a is not None and b is not None and same(a) == same(b) and \
+                (a.status != PARTIAL or a.ctime_ns == b.ctime_ns):
             continue
         change = difference(a, b, fields, compare_hash)
         if change is not None:
@@ -167,16 +195,24 @@ def compare(old: Iterable[Entry], new: Iterable[Entry], fields: Sequence[str],
 
 
 def compare_states(old: StateReader, new: StateReader, fields: Sequence[str],
-                   compare_hash: bool = True) -> Iterator[Change]:
+                   compare_hash: bool = True, unrecorded: set[str] | None = None
+                   ) -> Iterator[Change]:
     """``compare`` over two state files, parsing only the lines that differ.
 
     Unchanged entries have byte-identical lines in both files (same stat record, same
-    hash), so an unchanged tree is compared without parsing a single entry.
+    hash), so an unchanged tree is compared without parsing a single entry. Files of two
+    format versions are compared on the columns both have (``state.shared_columns``);
+    ``unrecorded`` collects the attributes the old file lacks and the new one records.
     """
+    cut = shared_columns(old.header, new.header)
+    if unrecorded is not None and not old.header.records_attributes and \
+            new.header.records_attributes:
+        unrecorded.update(name for name in fields if name in ATTRIBUTE_FIELDS)
     olds, news = old.raw(), new.raw()
     a, b = next(olds, None), next(news, None)
     while a is not None or b is not None:
-        if a is not None and b is not None and a[1] == b[1]:
+        if a is not None and b is not None and (
+                a[1] == b[1] or (cut is not None and cut(a[1]) == cut(b[1]))):
             a, b = next(olds, None), next(news, None)
             continue
         if b is None or (a is not None and a[0] < b[0]):
@@ -186,7 +222,8 @@ def compare_states(old: StateReader, new: StateReader, fields: Sequence[str],
             change = difference(None, new.parse(b[1]), fields, compare_hash)
             b = next(news, None)
         else:
-            change = difference(old.parse(a[1]), new.parse(b[1]), fields, compare_hash)
+            change = difference(old.parse(a[1]), new.parse(b[1]), fields, compare_hash,
+                                unrecorded)
             a, b = next(olds, None), next(news, None)
         if change is not None:
             yield change

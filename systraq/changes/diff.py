@@ -8,12 +8,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from systraq import runlog
 from systraq.changes.compare import compare_states
 from systraq.changes.copies import Pin, check_mode, header_of, report_lock, same_snapshot
 from systraq.changes.report import (
     AGAINST_REPORTED,
     ModeReport,
     Report,
+    attributes_note,
     render,
     subject,
     summary_line,
@@ -67,9 +69,13 @@ def compare_mode(settings: Settings, mode: str, against: str, pin: Pin | None = 
                 section = ModeReport(mode, new=new, old=old)
                 if not same_hash:
                     section.notes.append(_hash_note(old, new, against))
+                unrecorded: set[str] = set()
                 section.changes = list(compare_states(old_reader, new_reader,
                                                       settings.report.fields,
-                                                      compare_hash=same_hash))
+                                                      compare_hash=same_hash,
+                                                      unrecorded=unrecorded))
+                if unrecorded:
+                    section.notes.append(attributes_note(unrecorded, against))
                 section.entries = new_reader.entries
                 return section
         finally:
@@ -138,4 +144,7 @@ def run_diff(settings: Settings, modes: Sequence[str], *, show: Show,
         finally:
             for pin in pins.values():
                 pin.discard()
+    if record:  # the watching job, not a look at the baseline by hand
+        for mode in modes:
+            runlog.record(settings.layout, "diff", mode, True)
     return DiffResult(report, outcome, recorded=bool(pins), mailed=mail)

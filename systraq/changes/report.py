@@ -1,8 +1,9 @@
 """Change reports: what a diff found, as data, plain text (cron, mail) and JSON.
 
 A report never holds file content: only metadata, hashes and link targets. Paths and
-targets are shown in the state file's escaped form (``pathcodec.escape``), so a name with a
-newline or invalid UTF-8 cannot forge a line of the report.
+targets are shown in the state file's escaped form (``pathcodec.escape``), and so are user,
+group and host names (``show_text``), so a name with a newline, invalid UTF-8 or an
+invisible character cannot forge a line of the report or hide in it.
 """
 
 from __future__ import annotations
@@ -23,15 +24,21 @@ from systraq.changes.compare import (
     FieldValue,
 )
 from systraq.pathcodec import escape
-from systraq.snapshot.entry import OK, RACED, TYPE_NAMES, UNREADABLE, Entry
+from systraq.snapshot.entry import OK, PARTIAL, RACED, TYPE_NAMES, UNREADABLE, Entry
 from systraq.snapshot.state import Header
 
 AGAINST_REPORTED = "reported"
 AGAINST_BASELINE = "baseline"
 JSON_VERSION = 1
 _LABELS = {"mtime": "mtime", "ctime": "ctime", "ino": "inode", "dev": "device",
-           "nlink": "links"}
-_STATUS_WORDS = {UNREADABLE: "unreadable", RACED: "changing while scanned", OK: "readable"}
+           "nlink": "links", "caps": "capabilities", "acl": "ACL", "label": "security label",
+           "xattrs": "extended attributes"}
+# How the note names attribute fields recorded from now on.
+_ATTRIBUTE_WORDS = {"caps": "capabilities", "acl": "ACLs", "label": "security labels",
+                    "xattrs": "other extended attributes"}
+_STATUS_WORDS = {UNREADABLE: "unreadable", RACED: "changing while scanned", OK: "readable",
+                 PARTIAL: "hashed only in part"}
+_PARTIAL_WORDS = "content hashed only in part (over snapshot.hash_limit)"
 
 
 @dataclass
@@ -117,6 +124,8 @@ def _show(name: str, raw: FieldValue, entry: Entry | None = None) -> str:
         return local_time(int(raw))
     if name == "hash":
         return str(raw)[:16]
+    if name in _ATTRIBUTE_WORDS and raw == "":
+        return "(none)"
     return str(raw)
 
 
@@ -131,6 +140,8 @@ def describe_change(change: Change) -> list[str]:
                 lines.append("could not be read (content not checked)")
             elif after == RACED:
                 lines.append("changed while being scanned (content not checked)")
+            elif after == PARTIAL:
+                lines.append(f"{_PARTIAL_WORDS} from now on; content not compared")
             else:
                 lines.append(f"scanned cleanly again (was {_STATUS_WORDS.get(str(before))}; "
                              "content not compared)")
@@ -160,10 +171,22 @@ def describe_entry(entry: Entry, fields: Fields) -> str:
         text += f", {entry.size} bytes"
     if "target" in fields and entry.target is not None:
         text += f", → {escape(entry.target)}"
+    for name in ("caps", "acl", "label", "xattrs"):
+        if name in fields:
+            text += f", {_LABELS[name]} {getattr(entry, name)}"
     if entry.status != OK:
-        text += ", " + ("unreadable" if entry.status == UNREADABLE
-                        else "changed while being scanned")
+        text += ", " + {UNREADABLE: "unreadable", PARTIAL: _PARTIAL_WORDS}.get(
+            entry.status, "changed while being scanned")
     return text
+
+
+def attributes_note(names: set[str], against: str) -> str:
+    """The one note for attributes the compared copy did not record (an older format)."""
+    words = [_ATTRIBUTE_WORDS[n] for n in ("caps", "acl", "label", "xattrs") if n in names]
+    listed = ", ".join(words[:-1]) + (" and " if len(words) > 1 else "") + words[-1]
+    copy = "accepted baseline" if against == AGAINST_BASELINE else "last report's snapshot"
+    return (f"{listed} are recorded from now on: the {copy} did not record them, so they "
+            "were not compared this time")
 
 
 def span(section: ModeReport) -> str:
@@ -276,8 +299,8 @@ def json_fields(change: Change) -> dict[str, dict[str, object]]:
                                    "new": json_value(name, after)}
         if name in ("uid", "gid"):
             attr = "user" if name == "uid" else "group"
-            item["old_name"] = getattr(change.old, attr) if change.old else None
-            item["new_name"] = getattr(change.new, attr) if change.new else None
+            item["old_name"] = show_text(getattr(change.old, attr)) if change.old else None
+            item["new_name"] = show_text(getattr(change.new, attr)) if change.new else None
         out[name] = item
     return out
 
@@ -297,8 +320,8 @@ def render_json(report: Report) -> str:
         })
     changes = [{"mode": mode, "path": escape(change.path), "kind": change.kind,
                 "fields": json_fields(change)} for mode, change in report.changes]
-    document = {"version": JSON_VERSION, "host": report.host, "against": report.against,
-                "modes": modes, "changes": changes}
+    document = {"version": JSON_VERSION, "host": show_text(report.host),
+                "against": report.against, "modes": modes, "changes": changes}
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 

@@ -7,7 +7,6 @@ which runs only after the report was delivered. Nothing is written here.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import stat
 import time
@@ -16,12 +15,13 @@ from typing import Any
 
 from systraq.config import Settings
 from systraq.filetraq import seen
+from systraq.filetraq.contentdiff import TooCostly, is_binary
 from systraq.filetraq.contentdiff import diff as content_diff
-from systraq.filetraq.contentdiff import is_binary
 from systraq.filetraq.listing import Gone, Listed, Lister
 from systraq.filetraq.report import Event, FiletraqReport, Item, Version
 from systraq.filetraq.store import Store, StoreError, dated_name
 from systraq.fs.nofollow import ThroughSymlink, open_file_at, same_file, split
+from systraq.fs.readlimit import read_limited
 from systraq.pathcodec import escape
 from systraq.patterns import covers, has_glob, order_key
 from systraq.snapshot.entry import TYPE_LETTERS, TYPE_NAMES
@@ -42,9 +42,9 @@ class NowPrivate(Exception):
 @dataclass
 class Content:
     st: os.stat_result  # fstat of what was read
-    sha256: str
+    sha256: str  # of the content, or of its first max_size bytes when data is None
     size: int
-    data: bytes | None  # None: over the size limit, hashed only
+    data: bytes | None  # None: over the size limit, only its first max_size bytes hashed
 
 
 @dataclass
@@ -100,7 +100,8 @@ class Checker:
                 continue
             self.memory.unmatched.add(pattern.text)
             self._item(pattern.text, Event.UNMATCHED,
-                       where=f"{pattern.source}, line {pattern.line}")
+                       where=f"{pattern.source}, line {pattern.line}"
+                       + (f": {pattern.problem}" if pattern.problem else ""))
 
     def _item(self, path: bytes, event: Event, **fields: Any) -> None:
         self.report.items.append(Item(path, event, **fields))
@@ -195,17 +196,21 @@ class Checker:
             self._unreadable(path, err)
             return
         before = self.old.files.get(path)
-        new = Version(content.size, content.sha256)
         if content.data is None:
-            record = seen.Record(seen.LARGE, size=content.size, sha256=content.sha256)
+            new = Version(content.size, content.sha256, first=self.limit)
+            record = seen.Record(seen.LARGE, size=content.size, sha256=content.sha256,
+                                 first=self.limit)
             if before is not None and before.kind == seen.LARGE:
-                if before != record:
-                    self._item(path, Event.LARGE_CHANGED,
-                               old=Version(before.size, before.sha256), new=new)
+                # A record from before the limit applied to hashing (the whole file's
+                # hash) cannot be compared: it is replaced without a notice.
+                if before.first and before != record:
+                    self._item(path, Event.LARGE_CHANGED, new=new,
+                               old=Version(before.size, before.sha256, first=before.first))
                 self.memory.files[path] = record
             else:
                 self._status(path, record, Event.LARGE, limit=self.limit, new=new)
             return
+        new = Version(content.size, content.sha256)
         self.memory.files[path] = seen.Record(seen.TRACKED)
         self._compare(path, content, new, before)
 
@@ -224,10 +229,10 @@ class Checker:
             return
         if before is not None and before.kind != seen.TRACKED:
             self._item(path, Event.TRACKED, was=before.kind)
-        if orig.sha256 == content.sha256:
+        if orig.content is not None and orig.sha256 == content.sha256:
             return
         kept = self._next_dated(path)
-        old = Version(orig.size, orig.sha256)
+        old = Version(orig.size, orig.sha256, first=0 if orig.content is not None else self.limit)
         self.actions.append(Action(path, content.sha256, orig.sha256))
         if orig.content is None or is_binary(orig.content, content.data):
             reason = "" if orig.content is not None else \
@@ -236,11 +241,17 @@ class Checker:
                        reason=reason)
             return
         ft = self.settings.filetraq
-        lines = content_diff(orig.content, content.data,
-                             old_label=escape(self.store.shown(path)),
-                             new_label=escape(path), old_time_ns=orig.mtime_ns,
-                             new_time_ns=content.st.st_mtime_ns, style=ft.diff_style,
-                             order=ft.diff_order)
+        try:
+            lines = content_diff(orig.content, content.data,
+                                 old_label=escape(self.store.shown(path)),
+                                 new_label=escape(path), old_time_ns=orig.mtime_ns,
+                                 new_time_ns=content.st.st_mtime_ns, style=ft.diff_style,
+                                 order=ft.diff_order)
+        except TooCostly as err:
+            # Content anyone can write must not stall the run: say less instead.
+            self._item(path, Event.BINARY_CHANGED, old=old, new=new, kept_as=kept,
+                       reason=f"too many differences to diff within {err.limit:,} steps")
+            return
         self._item(path, Event.CHANGED, old=old, new=new, kept_as=kept, diff=tuple(lines))
 
     def _next_dated(self, path: bytes) -> bytes:
@@ -289,16 +300,6 @@ class Checker:
         raise Raced()
 
     def _read_fd(self, fd: int, opened: os.stat_result) -> Content:
-        hasher = hashlib.sha256()
-        chunks: list[bytes] = []
-        size = 0
-        keep = True
-        while chunk := os.read(fd, _CHUNK):
-            hasher.update(chunk)
-            size += len(chunk)
-            if keep:
-                chunks.append(chunk)
-                if size > self.limit:
-                    keep, chunks = False, []
-        return Content(opened, hasher.hexdigest(), size, b"".join(chunks) if keep else None)
+        got = read_limited(fd, opened.st_size, self.limit)
+        return Content(opened, got.sha256, opened.st_size, got.data)
 

@@ -60,7 +60,7 @@ class Committer:
         if content.sha256 != action.sha256 or content.data is None:
             raise Raced()
         if action.previous_sha256 is not None:
-            orig = self.checker.store.read_orig(action.path, 0)
+            orig = self.checker.store.read_orig(action.path, self.checker.limit)
             if orig is None or orig.sha256 != action.previous_sha256:
                 raise Raced()  # another filetraq recorded something meanwhile
         elif self.checker.store.exists(action.path, b"orig"):

@@ -18,6 +18,7 @@ noise; ``systraq diff`` reports what they record.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import pwd
@@ -145,11 +146,20 @@ def format_conf(sections: list[list[bytes]], dirs: Iterable[Path], tail: Path | 
     return data, entries, skipped
 
 
+def _absolute(path: Path) -> Path:
+    """``path`` from the current directory, ``..`` and ``.`` resolved by name."""
+    return Path(os.path.abspath(path))
+
+
 def write_filetraq_conf(settings: Settings, output: Path | None = None,
                         dirs: Iterable[Path] | None = None) -> ConfResult:
     """Regenerate the list; replace it atomically if (and only if) its content changed."""
-    output = output or settings.layout.filetraq_list
-    dirs = list(dirs or DEFAULT_DIRS)
+    # Absolute before anything else: the listing runs in a child that changes directory,
+    # and a relative name in the list would mean nothing to filetraq.
+    settings = dataclasses.replace(settings, config_dir=_absolute(settings.config_dir),
+                                   state_dir=_absolute(settings.state_dir))
+    output = _absolute(output or settings.layout.filetraq_list)
+    dirs = [_absolute(d) for d in dirs or DEFAULT_DIRS]
     for directory in dirs:
         if not directory.is_dir():
             raise SystraqError("not a directory", directory)

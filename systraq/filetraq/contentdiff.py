@@ -2,7 +2,9 @@
 
 Lines are compared as bytes, split on newlines only, as diff(1) does; a last line without a
 newline gets diff's ``\\ No newline at end of file``. What is shown is made safe for a
-terminal or a mail: invalid UTF-8 and control characters (but tabs) appear as ``\\xHH``.
+terminal or a mail: invalid UTF-8 and control characters (but tabs) appear as ``\\xHH``,
+characters that are invisible or reorder the text (bidirectional overrides, zero-width
+spaces, line separators, fillers: ``pathcodec.INVISIBLE``) as ``\\uHHHH``.
 Binary content (a NUL byte, as diff(1) decides) is never diffed: see ``is_binary``.
 """
 
@@ -11,15 +13,23 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable, Sequence
-from difflib import SequenceMatcher
+from dataclasses import dataclass
+
+from systraq.filetraq.linediff import WORK_LIMIT, Change, TooCostly, edit_script, split_lines
+from systraq.pathcodec import INVISIBLE
 
 STYLES = ("unified", "context")
 ORDERS = ("oldnew", "newold")
 NO_NEWLINE = "\\ No newline at end of file"
 
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+# Control characters but tab, and what is invisible or reorders text (pathcodec.INVISIBLE).
+_UNSAFE = re.compile(f"[\\x00-\\x08\\x0a-\\x1f\\x7f-\\x9f{INVISIBLE}]")
 _FUNCTION = re.compile(rb"[A-Za-z_$]")  # diff -p: a line starting like a C function
 _FUNCTION_WIDTH = 40
+_C_SPACE = b" \t\n\v\f\r"  # what diff strips from the end of a -p function line
+
+__all__ = ["NO_NEWLINE", "ORDERS", "STYLES", "TooCostly", "diff", "is_binary", "shown",
+           "split_lines", "timestamp"]
 
 
 def is_binary(*contents: bytes) -> bool:
@@ -27,19 +37,17 @@ def is_binary(*contents: bytes) -> bool:
     return any(b"\0" in content for content in contents)
 
 
-def split_lines(data: bytes) -> list[bytes]:
-    """Split on b"\\n" only, keeping the newlines; a last partial line stays as it is."""
-    lines = [line + b"\n" for line in data.split(b"\n")]
-    last = lines.pop()
-    if last != b"\n":
-        lines.append(last[:-1])
-    return lines
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def shown(line: bytes) -> str:
     """One content line (newline dropped) as safe, readable text."""
     text = line.rstrip(b"\n").decode("utf-8", "backslashreplace")
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return _UNSAFE.sub(_escaped, text)
 
 
 def timestamp(ns: int) -> str:
@@ -51,10 +59,12 @@ def timestamp(ns: int) -> str:
 
 
 def diff(old: bytes, new: bytes, *, old_label: str, new_label: str, old_time_ns: int,
-         new_time_ns: int, style: str = "unified", order: str = "oldnew") -> list[str]:
+         new_time_ns: int, style: str = "unified", order: str = "oldnew",
+         limit: int = WORK_LIMIT) -> list[str]:
     """The diff between two contents as lines (without newlines); empty if they are equal.
 
-    ``order`` "newold" diffs new against old, as Debian's filetraq does by default.
+    ``order`` "newold" diffs new against old, as Debian's filetraq does by default. Raise
+    TooCostly when finding the changed lines would take more than ``limit`` steps.
     """
     if style not in STYLES or order not in ORDERS:
         raise ValueError(f"unknown diff style {style!r} or order {order!r}")
@@ -62,14 +72,42 @@ def diff(old: bytes, new: bytes, *, old_label: str, new_label: str, old_time_ns:
     second = (new, new_label, new_time_ns)
     if order == "newold":
         first, second = second, first
-    a, b = split_lines(first[0]), split_lines(second[0])
-    if a == b:
+    if first[0] == second[0]:
         return []
+    context = 3 if style == "unified" else 1  # diff -u; diff -p -C 1
+    script = edit_script(first[0], second[0], horizon=context, limit=limit)
+    a, b = split_lines(first[0]), split_lines(second[0])
     heads = (f"{first[1]}\t{timestamp(first[2])}", f"{second[1]}\t{timestamp(second[2])}")
-    matcher = SequenceMatcher(None, a, b)
+    hunks = _hunks(script.changes, context, len(a), len(b))
     if style == "unified":
-        return [f"--- {heads[0]}", f"+++ {heads[1]}", *_unified(a, b, matcher)]
-    return [f"*** {heads[0]}", f"--- {heads[1]}", *_context(a, b, matcher)]
+        return [f"--- {heads[0]}", f"+++ {heads[1]}", *_unified(a, b, hunks)]
+    return [f"*** {heads[0]}", f"--- {heads[1]}", *_context(a, b, hunks)]
+
+
+@dataclass(frozen=True)
+class _Hunk:
+    """Changes close enough to share context, and the line ranges shown (ends excluded)."""
+
+    changes: list[Change]
+    start0: int
+    stop0: int
+    start1: int
+    stop1: int
+
+
+def _hunks(changes: Sequence[Change], context: int, lines0: int, lines1: int) -> list[_Hunk]:
+    """Group changes as diff does: apart by more than twice the context, a new hunk."""
+    groups: list[list[Change]] = []
+    for change in changes:
+        if groups and change.old - (groups[-1][-1].old + groups[-1][-1].deleted) <= 2 * context:
+            groups[-1].append(change)
+        else:
+            groups.append([change])
+    return [_Hunk(group, max(group[0].old - context, 0),
+                  min(group[-1].old + group[-1].deleted + context, lines0),
+                  max(group[0].new - context, 0),
+                  min(group[-1].new + group[-1].inserted + context, lines1))
+            for group in groups]
 
 
 def _body(prefix: str, lines: Iterable[bytes]) -> Iterable[str]:
@@ -91,42 +129,63 @@ def _range_context(start: int, stop: int) -> str:
     return str(first) if length <= 1 else f"{first},{first + length - 1}"
 
 
-def _unified(a: Sequence[bytes], b: Sequence[bytes], matcher: SequenceMatcher
-             ) -> Iterable[str]:
-    for group in matcher.get_grouped_opcodes(3):
-        i1, i2, j1, j2 = group[0][1], group[-1][2], group[0][3], group[-1][4]
-        yield f"@@ -{_range_unified(i1, i2)} +{_range_unified(j1, j2)} @@"
-        for tag, i1, i2, j1, j2 in group:
-            if tag == "equal":
-                yield from _body(" ", a[i1:i2])
-                continue
-            if tag in ("replace", "delete"):
-                yield from _body("-", a[i1:i2])
-            if tag in ("replace", "insert"):
-                yield from _body("+", b[j1:j2])
+def _unified(a: Sequence[bytes], b: Sequence[bytes], hunks: Iterable[_Hunk]) -> Iterable[str]:
+    for hunk in hunks:
+        yield f"@@ -{_range_unified(hunk.start0, hunk.stop0)} " \
+            f"+{_range_unified(hunk.start1, hunk.stop1)} @@"
+        at = hunk.start0
+        for change in hunk.changes:
+            yield from _body(" ", a[at:change.old])
+            yield from _body("-", a[change.old:change.old + change.deleted])
+            yield from _body("+", b[change.new:change.new + change.inserted])
+            at = change.old + change.deleted
+        yield from _body(" ", a[at:hunk.stop0])
 
 
-def _function_before(a: Sequence[bytes], index: int) -> str:
-    for line in reversed(a[:index]):
-        if _FUNCTION.match(line):
-            return shown(line[:_FUNCTION_WIDTH]).rstrip()
-    return ""
+class _FunctionFinder:
+    """diff -p: the last line before a hunk that starts like a C function.
+
+    Each search starts where the previous one did, as in diff, so all hunks together
+    cost one pass over the file.
+    """
+
+    def __init__(self, lines: Sequence[bytes]) -> None:
+        self.lines = lines
+        self.searched = 0  # lines before this were searched already
+        self.found: bytes | None = None
+
+    def before(self, index: int) -> str:
+        for line in reversed(self.lines[self.searched:index]):
+            if _FUNCTION.match(line):
+                self.found = line
+                break
+        self.searched = max(self.searched, index)
+        if self.found is None:
+            return ""
+        return shown(self.found[:_FUNCTION_WIDTH].rstrip(_C_SPACE))
 
 
-def _context(a: Sequence[bytes], b: Sequence[bytes], matcher: SequenceMatcher
-             ) -> Iterable[str]:
-    marks = {"replace": "! ", "delete": "- ", "insert": "+ ", "equal": "  "}
-    for group in matcher.get_grouped_opcodes(1):
-        i1, i2, j1, j2 = group[0][1], group[-1][2], group[0][3], group[-1][4]
-        function = _function_before(a, i1)
+def _context(a: Sequence[bytes], b: Sequence[bytes], hunks: Iterable[_Hunk]) -> Iterable[str]:
+    functions = _FunctionFinder(a)
+    for hunk in hunks:
+        function = functions.before(hunk.start0)
         yield "***************" + (f" {function}" if function else "")
-        yield f"*** {_range_context(i1, i2)} ****"
-        if any(tag in ("replace", "delete") for tag, *_ in group):
-            for tag, k1, k2, _, _ in group:
-                if tag != "insert":
-                    yield from _body(marks[tag], a[k1:k2])
-        yield f"--- {_range_context(j1, j2)} ----"
-        if any(tag in ("replace", "insert") for tag, *_ in group):
-            for tag, _, _, k1, k2 in group:
-                if tag != "delete":
-                    yield from _body(marks[tag], b[k1:k2])
+        yield f"*** {_range_context(hunk.start0, hunk.stop0)} ****"
+        if any(change.deleted for change in hunk.changes):
+            yield from _context_side(a, hunk.changes, hunk.start0, hunk.stop0, old=True)
+        yield f"--- {_range_context(hunk.start1, hunk.stop1)} ----"
+        if any(change.inserted for change in hunk.changes):
+            yield from _context_side(b, hunk.changes, hunk.start1, hunk.stop1, old=False)
+
+
+def _context_side(lines: Sequence[bytes], changes: Sequence[Change], start: int, stop: int,
+                  *, old: bool) -> Iterable[str]:
+    """One side of a context hunk: "! " for a line replaced, "- "/"+ " deleted/added."""
+    at = start
+    for change in changes:
+        first, count = (change.old, change.deleted) if old else (change.new, change.inserted)
+        yield from _body("  ", lines[at:first])
+        mark = "! " if change.deleted and change.inserted else ("- " if old else "+ ")
+        yield from _body(mark, lines[first:first + count])
+        at = first + count
+    yield from _body("  ", lines[at:stop])

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from systraq import runlog
 from systraq.config import Settings
 from systraq.delivery import DeliveryOutcome, deliver, flush_spool
 from systraq.delivery.message import preload as preload_mail
@@ -40,6 +41,7 @@ from systraq.filetraq.report import (
 from systraq.filetraq.store import META, PruneResult, Store, hand_over
 from systraq.fs.lock import locked
 from systraq.fs.nofollow import DirCache
+from systraq.fs.oserror import naming
 from systraq.fs.privilege import Channel, Question, converse_as, pub_account, run_as
 from systraq.snapshot.listfiles import Pattern, parse_list
 from systraq.statedir import own_dir, pub_dir_for
@@ -114,8 +116,9 @@ def run_filetraq(settings: Settings, filelist: Path | None = None,
     account = _store_account(settings, backupdir)
     if account is None:
         return _finish(_run(None, settings, patterns, filelist, backupdir, mail, clock, show))
+    # That account's own directory: its run record, and the spool it mails through.
+    pub_dir_for(settings, account)
     if mail:
-        pub_dir_for(settings, account)  # the spool it mails through is that account's own
         preload_mail(settings)
     conversation = converse_as(account, _run, settings, patterns, filelist, backupdir, mail,
                                clock, None)
@@ -138,6 +141,7 @@ def _run(channel: Channel | None, settings: Settings, patterns: list[Pattern],
          show: Show | None) -> dict[str, Any]:
     """The job proper, as the store's owner; ``show`` here, or through ``channel``."""
     started = time.monotonic()
+    own_dir(settings)
     outcome: DeliveryOutcome | None = None
     subject = None
     with Store(backupdir, settings.filetraq.dir_mode) as store:
@@ -156,7 +160,6 @@ def _run(channel: Channel | None, settings: Settings, patterns: list[Pattern],
                     checker.check(patterns)
                     report.seconds = time.monotonic() - started
                     if mail:
-                        own_dir(settings)
                         if report.items:
                             subject = filetraq_subject(report)
                             outcome = deliver(settings, subject, format_text(report),
@@ -170,9 +173,11 @@ def _run(channel: Channel | None, settings: Settings, patterns: list[Pattern],
                         show(report)
                     failures = Committer(checker).commit()
                 if checker.memory != memory:
-                    seen.save(meta, checker.memory)
+                    with naming(backupdir / os.fsdecode(META) / os.fsdecode(seen.NAME)):
+                        seen.save(meta, checker.memory)
         finally:
             os.close(meta)
+    runlog.record(settings.layout, "filetraq", None, not failures)
     if failures:
         raise SystraqError(f"{failures[0]}" + (f" (and {len(failures) - 1} more)"
                                                if len(failures) > 1 else "")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from systraq.errors import ExitStatus
-from systraq.pathcodec import escape
+from systraq.pathcodec import escape, show_name
 from systraq.patterns import order_key
 
 
@@ -41,6 +41,7 @@ class Event(enum.StrEnum):
 class Version:
     size: int
     sha256: str
+    first: int = 0  # the sha256 covers only the first this many bytes (0: the whole)
 
 
 @dataclass(frozen=True)
@@ -97,12 +98,18 @@ _WAS = {"private": "now readable by everyone", "large": "now within the size lim
         "special": "now a regular file", "unreadable": "readable again"}
 
 
+def _hash_words(version: Version) -> str:
+    if version.first:
+        return f"sha256 of the first {version.first} bytes {version.sha256}"
+    return f"sha256 {version.sha256}"
+
+
 def _versions(item: Item) -> list[str]:
     lines = []
     if item.old is not None:
-        lines.append(f"  was {item.old.size} bytes, sha256 {item.old.sha256}")
+        lines.append(f"  was {item.old.size} bytes, {_hash_words(item.old)}")
     if item.new is not None:
-        lines.append(f"  now {item.new.size} bytes, sha256 {item.new.sha256}")
+        lines.append(f"  now {item.new.size} bytes, {_hash_words(item.new)}")
     return lines
 
 
@@ -122,11 +129,13 @@ def format_item(item: Item) -> list[str]:
             return [f"{what} {p} changed{kept}{detail}:", *_versions(item)]
         case Event.LARGE:
             size = item.new.size if item.new else 0
-            digest = f" (sha256 {item.new.sha256})" if item.new else ""
+            digest = f" ({_hash_words(item.new)})" if item.new else ""
             return [f"{p}: {size} bytes, over the {item.limit}-byte limit: content "
-                    f"tracked by hash only{digest}."]
+                    f"tracked by size and the hash of its first {item.limit} bytes "
+                    f"only{digest}."]
         case Event.LARGE_CHANGED:
-            return [f"Large file {p} changed (tracked by hash only):", *_versions(item)]
+            return [f"Large file {p} changed (tracked by size and the hash of its first "
+                    "bytes only):", *_versions(item)]
         case Event.TRACKED:
             return [f"{p}: {_WAS.get(item.was, 'now a regular file')}: content tracked."]
         case Event.PRIVATE:
@@ -158,8 +167,8 @@ def report_to_wire(report: FiletraqReport) -> dict[str, Any]:
     for item in report.items:
         data = {f.name: getattr(item, f.name) for f in fields(Item)}
         data["event"] = str(item.event)
-        data["old"] = [item.old.size, item.old.sha256] if item.old else None
-        data["new"] = [item.new.size, item.new.sha256] if item.new else None
+        data["old"] = [item.old.size, item.old.sha256, item.old.first] if item.old else None
+        data["new"] = [item.new.size, item.new.sha256, item.new.first] if item.new else None
         data["diff"] = list(item.diff)
         items.append(data)
     return {"filelist": os.fspath(report.filelist), "backupdir": os.fspath(report.backupdir),
@@ -175,8 +184,8 @@ def report_from_wire(data: dict[str, Any]) -> FiletraqReport:
         values = dict(raw)
         values["event"] = Event(values["event"])
         for side in ("old", "new"):
-            values[side] = Version(int(values[side][0]), str(values[side][1])) \
-                if values[side] else None
+            values[side] = Version(int(values[side][0]), str(values[side][1]),
+                                   int(values[side][2])) if values[side] else None
         values["diff"] = tuple(str(line) for line in values["diff"])
         for name in ("path", "kept_as"):
             if values[name] is not None and not isinstance(values[name], bytes):
@@ -191,7 +200,8 @@ def report_from_wire(data: dict[str, Any]) -> FiletraqReport:
 def filetraq_subject(report: FiletraqReport) -> str:
     """``[Systraq] HOST: filetraq, 2 files`` (the mail's subject)."""
     count = len(report.items)
-    return f"[Systraq] {socket.gethostname()}: filetraq, {count} file{'s' if count != 1 else ''}"
+    host = show_name(socket.gethostname())
+    return f"[Systraq] {host}: filetraq, {count} file{'s' if count != 1 else ''}"
 
 
 def format_text(report: FiletraqReport) -> str:
@@ -212,6 +222,8 @@ def to_json(report: FiletraqReport) -> dict[str, Any]:
             version = getattr(item, name)
             if version is not None:
                 entry[name] = {"size": version.size, "sha256": version.sha256}
+                if version.first:  # the sha256 covers only the first bytes
+                    entry[name]["sha256_of_first"] = version.first
         if item.kept_as:
             entry["kept_as"] = escape(item.kept_as)
         if item.diff:

@@ -6,7 +6,7 @@ per path, replaced atomically and only when something changed::
     #systraq-filetraq-seen	1
     F	/etc/hosts	tracked	(empty detail)
     F	/etc/shadow	private	(empty detail)
-    F	/srv/disk.img	large	4194304 9f86d0...
+    F	/srv/disk.img	large	4194304 1048576 9f86d0...
     F	/etc/localtime	symlink	/usr/share/zoneinfo/Etc/UTC
     U	/etc/nothing*
     #end	5
@@ -29,7 +29,8 @@ MAGIC = "#systraq-filetraq-seen\t1"
 
 # Kinds of what a listed path is, as far as filetraq is concerned.
 TRACKED = "tracked"  # world-readable regular file: content in the store
-LARGE = "large"  # world-readable, over the size limit: tracked by hash (detail: size hash)
+# world-readable, over the size limit (detail: size, N, the sha256 of the first N bytes)
+LARGE = "large"
 PRIVATE = "private"  # not readable by everyone (mode or a directory on the way)
 SYMLINK = "symlink"  # never followed (detail: target)
 SPECIAL = "special"  # fifo, socket, device (detail: type name)
@@ -43,18 +44,21 @@ class Record:
 
     kind: str
     detail: str = ""  # symlink target, file type or error; empty for other kinds
-    size: int = 0  # LARGE: the size and sha256 tracked instead of the content
-    sha256: str = ""
+    size: int = 0  # LARGE: the size, and the sha256 of the first ``first`` bytes, tracked
+    sha256: str = ""  # instead of the content (first 0: a whole-file hash of earlier
+    first: int = 0  # versions, which cannot be compared and is replaced without a notice)
 
     def field(self) -> str:
-        """The detail column of the memory file (``size sha256`` for a large file)."""
-        return f"{self.size} {self.sha256}" if self.kind == LARGE else self.detail
+        """The detail column of the memory file (``size first sha256`` for a large file)."""
+        return f"{self.size} {self.first} {self.sha256}" if self.kind == LARGE else self.detail
 
 
 def _record(kind: str, field: str) -> Record:
     if kind == LARGE:
-        size, sha256 = field.split(" ", 1)
-        return Record(kind, size=int(size), sha256=sha256)
+        parts = field.split(" ")
+        if len(parts) == 3:
+            return Record(kind, size=int(parts[0]), first=int(parts[1]), sha256=parts[2])
+        return Record(kind, size=int(parts[0]), sha256=parts[-1])
     return Record(kind, field)
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import hashlib
 import os
 import re
 import stat
@@ -37,6 +36,7 @@ from pathlib import Path
 from systraq.errors import SystraqError
 from systraq.fs.atomic import AtomicFile
 from systraq.fs.nofollow import DIR_FLAGS, FILE_FLAGS, DirCache, ThroughSymlink, join, split
+from systraq.fs.readlimit import read_limited
 from systraq.fs.walk import walk
 from systraq.pathcodec import escape
 
@@ -63,7 +63,7 @@ class Orig:
 
     size: int
     mtime_ns: int
-    sha256: str
+    sha256: str  # of the content, or of its first ``limit`` bytes when content is None
     content: bytes | None  # None when larger than the limit it was read with
 
 
@@ -210,7 +210,8 @@ class Store:
     def read_orig(self, path: bytes, limit: int) -> Orig | None:
         """The stored last content of ``path`` (None if there is none yet).
 
-        Content up to ``limit`` bytes is returned; a larger copy is only hashed.
+        Content up to ``limit`` bytes is returned; of a larger copy only the first ``limit``
+        bytes are read, to hash them.
         """
         fd = self._entry_dir(path, create=False)
         if fd is None:
@@ -392,20 +393,8 @@ def hand_over(top: Path, uid: int, gid: int) -> None:
 
 
 def _read(fd: int, st: os.stat_result, limit: int) -> Orig:
-    hasher = hashlib.sha256()
-    chunks: list[bytes] = []
-    size = 0
-    keep = st.st_size <= limit
-    while chunk := os.read(fd, _CHUNK):
-        hasher.update(chunk)
-        size += len(chunk)
-        if keep:
-            if size > limit:
-                keep, chunks = False, []
-            else:
-                chunks.append(chunk)
-    return Orig(size=size, mtime_ns=st.st_mtime_ns, sha256=hasher.hexdigest(),
-                content=b"".join(chunks) if keep else None)
+    got = read_limited(fd, st.st_size, limit)
+    return Orig(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=got.sha256, content=got.data)
 
 
 def _write_all(fd: int, data: bytes) -> None:

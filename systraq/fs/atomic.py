@@ -12,6 +12,8 @@ import os
 import secrets
 from pathlib import Path
 
+from systraq.fs.oserror import naming
+
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _BUFFER = 1 << 16
 
@@ -77,6 +79,10 @@ class AtomicFile:
     # -- the steps -------------------------------------------------------------------
 
     def open(self) -> AtomicFile:
+        with naming(self.target):
+            return self._open()
+
+    def _open(self) -> AtomicFile:
         if self._dir_fd is None:
             self._dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             self._own_dir = True
@@ -101,8 +107,9 @@ class AtomicFile:
     def _flush_buffer(self) -> None:
         assert self._fd is not None
         view = memoryview(self._buffer)
-        while view:
-            view = view[os.write(self._fd, view):]
+        with naming(self.target):  # a full disk says which file
+            while view:
+                view = view[os.write(self._fd, view):]
         view.release()
         self._buffer.clear()
 
@@ -118,7 +125,8 @@ class AtomicFile:
         try:
             self._flush_buffer()
             if self.sync:
-                os.fsync(self._fd)
+                with naming(self.target):
+                    os.fsync(self._fd)
         except BaseException:
             self.discard()
             raise
@@ -131,10 +139,12 @@ class AtomicFile:
         """Rename the staged file over the target (and flush the directory if syncing)."""
         assert self.temp is not None and self._dir_fd is not None
         try:
-            os.rename(self.temp, self.name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
-            self.temp = None
-            if self.sync:
-                fsync_dir(self._dir_fd)
+            with naming(self.target):
+                os.rename(self.temp, self.name, src_dir_fd=self._dir_fd,
+                          dst_dir_fd=self._dir_fd)
+                self.temp = None
+                if self.sync:
+                    fsync_dir(self._dir_fd)
         finally:
             self.discard()
 

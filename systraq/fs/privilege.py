@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO
 
 from systraq.config import Settings
-from systraq.errors import ConfigError, LockedError, StateError, SystraqError
+from systraq.errors import ConfigError, LockedError, StateError, SystraqError, shown_path
+from systraq.fs.oserror import describe
 
 _BYTES, _JSON, _ASK, _DONE, _ERROR = b"B", b"J", b"Q", b"D", b"E"
 _HEAD = 9  # kind (1 byte) + payload length (8 bytes)
@@ -128,24 +129,35 @@ class Question:
 
 def _child(account: pwd.struct_passwd, fn: Callable[..., Any], args: tuple,
            out_fd: int, reply_fd: int, parent: int) -> None:  # pragma: no cover - child
-    status = 0
-    with os.fdopen(out_fd, "wb", buffering=1 << 16) as out, \
-            os.fdopen(reply_fd, "rb") as replies:
-        try:
-            drop_to(account)
-            _die_with_parent(parent)  # after the drop, which would clear the request
-            os.chdir("/")
-            result = fn(Channel(out, replies), *args)
-            _send(out, _DONE, _encode_json(result))
-        except BaseException as err:  # reported to the parent, then exit
-            if isinstance(err, SystraqError):
-                kind, message, path, line = type(err).__name__, err.message, err.path, err.line
-            else:
-                kind, message, path, line = "", f"{type(err).__name__}: {err}", None, None
-            path = os.fsdecode(path) if path is not None else None
-            _send(out, _ERROR, _encode_json([kind, message, path, line]))
-            status = 2
-    os._exit(status)
+    status = 2
+    try:  # the child never leaves: else an error would unwind into the parent's code
+        status = 0
+        with os.fdopen(out_fd, "wb", buffering=1 << 16) as out, \
+                os.fdopen(reply_fd, "rb") as replies:
+            try:
+                drop_to(account)
+                _die_with_parent(parent)  # after the drop, which would clear the request
+                os.chdir("/")
+                result = fn(Channel(out, replies), *args)
+                _send(out, _DONE, _encode_json(result))
+            except BaseException as err:  # reported to the parent, then exit
+                status = 2
+                _send(out, _ERROR, _encode_json(_error_report(err)))
+    finally:
+        os._exit(status)
+
+
+def _error_report(err: BaseException) -> list:
+    """``[kind, message, path, line]`` of a child's error, for the parent to raise again."""
+    if isinstance(err, SystraqError):
+        # The path as the message will show it (escaped), whatever its type was.
+        path = shown_path(err.path) if err.path is not None else None
+        return [type(err).__name__, err.message, path, err.line]
+    if isinstance(err, OSError) and err.errno is not None:
+        # With its errno and file, so that the message names the file (ENOSPC, EROFS).
+        filename = os.fspath(err.filename) if err.filename is not None else None
+        return ["OSError", err.strerror or str(err), filename, err.errno]
+    return ["", f"{type(err).__name__}: {err}", None, None]
 
 
 class Conversation:
@@ -204,6 +216,9 @@ class Conversation:
             _, status = os.waitpid(self._pid, 0)
         if error is not None:
             kind, message, path, line = error
+            if kind == "OSError" and isinstance(line, int):
+                failed = OSError(line, str(message), path)
+                raise PrivilegeError(f"as {self.account.pw_name}: {describe(failed)}")
             cls = _ERRORS.get(kind)
             if cls is not None:
                 raise cls(str(message), path, line if isinstance(line, int) else None)

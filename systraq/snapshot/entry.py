@@ -20,7 +20,10 @@ TYPE_NAMES = {"f": "file", "d": "directory", "l": "symlink", "p": "fifo", "s": "
 OK = "ok"
 UNREADABLE = "unreadable"  # metadata recorded, content could not be read (or dir listed)
 RACED = "raced"  # the object changed or was replaced while it was being scanned
-STATUSES = (OK, UNREADABLE, RACED)
+PARTIAL = "partial"  # content hashed only up to the per-file cap (snapshot.hash_limit)
+STATUSES = (OK, UNREADABLE, RACED, PARTIAL)
+# Statuses whose entry carries a content hash.
+HASHED_STATUSES = (OK, PARTIAL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,11 @@ class Entry:
     status: str = OK
     hash: str = ""
     target: bytes | None = None
+    # Extended attributes as text (systraq.snapshot.xattrs); None: not recorded.
+    caps: str | None = None
+    acl: str | None = None
+    label: str | None = None
+    xattrs: str | None = None
 
 
 @functools.lru_cache(maxsize=4096)

@@ -1,9 +1,10 @@
 """Examining the non-directory entries of one directory: the scan's per-file work.
 
 lstat each name; reuse an unchanged file's previous line; otherwise open it safely
-(``O_NOFOLLOW``, never a FIFO or device, fstat must match the lstat) and hash it: small
-files right here, large ones on a thread pool (hashlib and xxhash release the GIL while
-they hash, so a second core does real work).
+(``O_NOFOLLOW``, never a FIFO or device, fstat must match the lstat), read its extended
+attributes and hash it: small files right here, large ones on a thread pool (hashlib and
+xxhash release the GIL while they hash, so a second core does real work). What is not
+opened has its attributes read by name, never through a symlink.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from dataclasses import dataclass
 
 from systraq.fs.nofollow import open_file_at, same_file
 from systraq.pathcodec import escape, join_field
-from systraq.snapshot.entry import RACED, UNREADABLE
+from systraq.snapshot import xattrs
+from systraq.snapshot.entry import PARTIAL, RACED, UNREADABLE
 from systraq.snapshot.hashcache import ReusePolicy
-from systraq.snapshot.hashing import hash_fd, new_hasher
-from systraq.snapshot.state import entry_line, same_record, stat_columns
+from systraq.snapshot.hashing import DEFAULT_LIMIT, hash_fd, new_hasher
+from systraq.snapshot.state import entry_line, kept_line, reusable, stat_columns
+from systraq.snapshot.xattrs import Attributes
 
 # Files at least this large are hashed on the pool; smaller ones cost less to hash here
 # than to hand over.
@@ -29,7 +32,7 @@ _GONE = (errno.ENOENT,)
 _REPLACED = (errno.ELOOP, errno.ENOTDIR, errno.ESTALE, errno.EINVAL, errno.ENXIO)
 
 # What became of one name, for the scan's counts.
-HASHED, REUSED, PLAIN, UNREADABLE_, RACED_, VANISHED, UNREACHABLE = range(7)
+HASHED, REUSED, PLAIN, UNREADABLE_, RACED_, VANISHED, UNREACHABLE, PARTIAL_ = range(8)
 
 
 @dataclass
@@ -43,17 +46,19 @@ class Unit:
     previous: dict[bytes, bytes]
 
 
-# (line or None, outcome, bytes of regular file content seen)
+# (line or None, outcome, bytes of regular file content seen: read when hashed)
 Outcome = tuple[bytes | None, int, int]
 
 
 class Examiner:
     def __init__(self, algorithm: str, policy: ReusePolicy | None,
-                 pool: ThreadPoolExecutor | None) -> None:
+                 pool: ThreadPoolExecutor | None, hash_limit: int = DEFAULT_LIMIT) -> None:
         self.factory = new_hasher(algorithm)
         self.policy = policy
         self.pool = pool
+        self.hash_limit = hash_limit
         self.euid = os.geteuid()  # created after any privilege drop
+        self.rehashed = 0  # unchanged files read again by the rolling rehash
 
     def examine(self, unit: Unit) -> list[Outcome | Future[Outcome]]:
         """One outcome per name, in order; large files' outcomes as futures."""
@@ -68,35 +73,50 @@ class Examiner:
             return None, UNREACHABLE if err.errno in (errno.EACCES, errno.EPERM) else VANISHED, 0
         columns = stat_columns(st)
         mode = st.st_mode
-        previous = previous_lines.get(field.encode()) if previous_lines else None
-        unchanged = previous is not None and same_record(previous, field, columns)
+        key = field.encode()
+        previous = previous_lines.get(key) if previous_lines else None
+        same_record = reusable(previous, field, columns)
         if stat.S_ISREG(mode):
-            # Reuse needs the whole stat record unchanged and the file not racy.
-            if unchanged and self.policy is not None and \
+            # Reuse needs the whole stat record unchanged and the file not racy, and the
+            # file not due for its rolling rehash.
+            if same_record and self.policy is not None and \
                     max(st.st_mtime_ns, st.st_ctime_ns) < self.policy.racy_after_ns:
-                return previous, REUSED, st.st_size
+                if not self.policy.rehash.due(key):
+                    if self.policy.upgrade:
+                        previous = self._keep(previous, dir_fd, name, st)
+                    return previous, REUSED, st.st_size
+                self.rehashed += 1
             return self._open_and_hash(dir_fd, name, field, st, columns)
+        if stat.S_ISDIR(mode):  # became a directory since it was listed: not entered
+            return entry_line(field, columns, RACED, attributes=None), RACED_, 0
+        if same_record:
+            # A link's target, like any attribute, cannot change without a new inode or
+            # ctime: same record, same line.
+            if self.policy is not None and self.policy.upgrade:
+                previous = self._keep(previous, dir_fd, name, st)
+            return previous, PLAIN, 0
         if stat.S_ISLNK(mode):
-            # A link's target cannot change without a new inode and ctime: same record, same line.
-            if unchanged:
-                return previous, PLAIN, 0
             try:
                 target = os.readlink(name, dir_fd=dir_fd)
             except FileNotFoundError:
                 return None, VANISHED, 0
             except OSError:
-                return entry_line(field, columns, RACED), RACED_, 0
-            return entry_line(field, columns, target_field=escape(os.fsencode(target))), PLAIN, 0
-        if stat.S_ISDIR(mode):  # became a directory since it was listed: not entered
-            return entry_line(field, columns, RACED), RACED_, 0
-        return entry_line(field, columns), PLAIN, 0
+                return entry_line(field, columns, RACED, attributes=None), RACED_, 0
+            return entry_line(field, columns, target_field=escape(os.fsencode(target)),
+                              attributes=_by_name(dir_fd, name, st)), PLAIN, 0
+        return entry_line(field, columns, attributes=_by_name(dir_fd, name, st)), PLAIN, 0
+
+    @staticmethod
+    def _keep(previous: bytes, dir_fd: int, name: bytes, st: os.stat_result) -> bytes:
+        """A previous line of an older format in this one: with the attributes it lacks."""
+        return kept_line(previous, _by_name(dir_fd, name, st))
 
     def _open_and_hash(self, dir_fd: int, name: bytes, field: str, st: os.stat_result,
                        columns: str) -> Outcome | Future[Outcome]:
         try:
             fd = open_file_at(dir_fd, name, st, self.euid)
         except OSError as err:
-            return _failed(err, field, columns, st.st_size)
+            return _failed(err, field, columns, st.st_size, dir_fd, name, st)
         try:
             opened = os.fstat(fd)
         except OSError as err:
@@ -104,12 +124,21 @@ class Examiner:
             return _failed(err, field, columns, st.st_size)
         if not same_file(opened, st):
             os.close(fd)
-            return entry_line(field, columns, RACED), RACED_, st.st_size
+            return entry_line(field, columns, RACED, attributes=None), RACED_, st.st_size
         if not _same_record(opened, st):
             columns = stat_columns(opened)
         if self.pool is not None and opened.st_size >= THREAD_MIN_SIZE:
-            return self.pool.submit(_hash_open_file, fd, opened, field, columns, self.factory)
-        return _hash_open_file(fd, opened, field, columns, self.factory)
+            return self.pool.submit(_hash_open_file, fd, opened, field, columns, self.factory,
+                                    self.hash_limit)
+        return _hash_open_file(fd, opened, field, columns, self.factory, self.hash_limit)
+
+
+def _by_name(dir_fd: int, name: bytes, st: os.stat_result) -> Attributes | None:
+    """The attributes of ``name`` (None: they could not be read)."""
+    try:
+        return xattrs.of_name(dir_fd, name, st)
+    except xattrs.Unreadable:
+        return None
 
 
 def _same_record(a: os.stat_result, b: os.stat_result) -> bool:
@@ -118,14 +147,18 @@ def _same_record(a: os.stat_result, b: os.stat_result) -> bool:
                             b.st_ctime_ns, b.st_nlink)
 
 
-def _hash_open_file(fd: int, opened: os.stat_result, field: str, columns: str, factory
-                    ) -> Outcome:
+def _hash_open_file(fd: int, opened: os.stat_result, field: str, columns: str, factory,
+                    limit: int) -> Outcome:
     """Hash a file opened and checked by the caller (``columns`` from ``opened``); close it.
 
     Runs on any thread.
     """
     try:
-        digest = hash_fd(fd, factory, opened.st_size)
+        attributes: Attributes | None = xattrs.of_fd(fd, opened)
+    except xattrs.Unreadable:
+        attributes = None
+    try:
+        digest = hash_fd(fd, factory, opened, limit)
         after = os.fstat(fd)
     except OSError as err:
         return _failed(err, field, columns, opened.st_size)
@@ -133,13 +166,20 @@ def _hash_open_file(fd: int, opened: os.stat_result, field: str, columns: str, f
         os.close(fd)
     if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != \
             (opened.st_size, opened.st_mtime_ns, opened.st_ctime_ns):
-        return entry_line(field, columns, RACED), RACED_, opened.st_size
-    return entry_line(field, columns, digest=digest), HASHED, opened.st_size
+        return entry_line(field, columns, RACED, attributes=None), RACED_, digest.read
+    if not digest.complete:
+        return (entry_line(field, columns, PARTIAL, digest.value, attributes=attributes),
+                PARTIAL_, digest.read)
+    return (entry_line(field, columns, digest=digest.value, attributes=attributes), HASHED,
+            digest.read)
 
 
-def _failed(err: OSError, field: str, columns: str, size: int) -> Outcome:
+def _failed(err: OSError, field: str, columns: str, size: int, dir_fd: int | None = None,
+            name: bytes = b"", st: os.stat_result | None = None) -> Outcome:
+    """The line of a file that could not be read (attributes by name when ``st`` is given)."""
     if err.errno in _GONE:
         return None, VANISHED, 0
     if err.errno in _REPLACED:
-        return entry_line(field, columns, RACED), RACED_, size
-    return entry_line(field, columns, UNREADABLE), UNREADABLE_, size
+        return entry_line(field, columns, RACED, attributes=None), RACED_, size
+    attributes = _by_name(dir_fd, name, st) if dir_fd is not None and st is not None else None
+    return entry_line(field, columns, UNREADABLE, attributes=attributes), UNREADABLE_, size

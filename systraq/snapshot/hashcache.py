@@ -1,4 +1,4 @@
-"""Reusing the previous snapshot's hashes without ever hiding a change.
+"""Reusing the previous snapshot's hashes without ever hiding a change for long.
 
 A regular file keeps its previous hash only when its whole stat record (type, perms,
 owner, size, mtime, ctime, device, inode, link count) is unchanged and it is not *racy*:
@@ -6,6 +6,15 @@ its mtime and ctime are safely older than the previous snapshot's start. A same-
 rewrite in the same tick as the previous read would otherwise leave stat data unchanged
 while the content differs (git's racy-entry rule); ctime matters most, since ``utime()``
 can fake mtime but not ctime. A previous file that fails its checksum is not used.
+
+Some writes move neither (a write through a shared mapping to a page already dirty), so
+every file is also read again once per ``snapshot.full_rehash_hours``, a slice at a time:
+each file has a fixed *phase* in that interval (from a hash of its path), and a snapshot
+rehashes the files whose phase passed since the previous snapshot started. Consecutive
+snapshots' windows tile time, so each file is rehashed once per interval, files verified
+longest ago first, and an hourly run reads about 1/``full_rehash_hours`` of the files. The
+choice depends on the path and the two snapshots' times only: however the scan spreads the
+work, it makes the same choice.
 """
 
 from __future__ import annotations
@@ -16,6 +25,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+import xxhash
 
 from systraq.errors import StateError
 from systraq.patterns import order_key
@@ -31,20 +42,55 @@ RACY_MARGIN_NS = 2_000_000_000
 
 
 @dataclass(frozen=True)
+class RehashWindow:
+    """The files due for the rolling rehash: those whose phase lies in (low, high] (mod 2^64)."""
+
+    low: int
+    high: int
+    everything: bool = False
+
+    @classmethod
+    def between(cls, start_ns: int, end_ns: int, interval_ns: int) -> RehashWindow:
+        """Files whose phase point passed in (start, end], with phases spread over the interval."""
+        if interval_ns <= 0 or end_ns - start_ns >= interval_ns:
+            return cls(0, 0, everything=True)
+        if end_ns <= start_ns:  # the clock went back: nothing is due (the next window
+            return cls(0, 0)    # starts here, so nothing is skipped either)
+        return cls(_phase(start_ns, interval_ns), _phase(end_ns, interval_ns))
+
+    def due(self, path_field: bytes) -> bool:
+        """Whether the file at this escaped path is to be read again now."""
+        if self.everything:
+            return True
+        place = xxhash.xxh3_64_intdigest(path_field)
+        if self.low <= self.high:
+            return self.low < place <= self.high
+        return place > self.low or place <= self.high
+
+
+def _phase(ns: int, interval_ns: int) -> int:
+    """Where a moment falls in the interval, scaled to the 64-bit range of path hashes."""
+    return ((ns % interval_ns) << 64) // interval_ns
+
+
+@dataclass(frozen=True)
 class ReusePolicy:
     """What the worker needs to decide on reuse: lines that start with the same record."""
 
     racy_after_ns: int  # an mtime or ctime at or after this is racy
+    rehash: RehashWindow = RehashWindow(0, 0)  # files read again even when unchanged
+    upgrade: bool = False  # previous lines lack columns of this format (state.kept_line)
 
 
 class PreviousSnapshot:
     """The previous snapshot's entry lines, walked in step with the scan (merge by path)."""
 
-    def __init__(self, path: Path, header: Header, entries: int = 0, offset: int = 0) -> None:
+    def __init__(self, path: Path, header: Header, policy: ReusePolicy, entries: int = 0,
+                 offset: int = 0) -> None:
         self.path = path
         self.header = header
         self.entries = entries
-        self.policy = ReusePolicy(racy_after_ns=header.created_ns - RACY_MARGIN_NS)
+        self.policy = policy
         self._file = open_state(path)
         self._file.seek(offset)
         self._current: tuple[bytes, bytes, bytes] | None = None  # key, path field, line
@@ -53,7 +99,11 @@ class PreviousSnapshot:
     @classmethod
     def open(cls, path: Path, algorithm: str, full_rehash_hours: float,
              now_ns: int | None = None) -> PreviousSnapshot | None:
-        """The previous snapshot if its hashes may be reused, else None (full rehash)."""
+        """The previous snapshot if its hashes may be reused (None: hash everything).
+
+        ``now_ns`` is the new snapshot's start: files whose phase passed since the previous
+        one started are read again.
+        """
         now_ns = now_ns or time.time_ns()
         try:
             # The trailer must match before a single line is trusted.
@@ -64,17 +114,31 @@ class PreviousSnapshot:
         if header.hash != algorithm:
             log.debug("hashcache: previous snapshot used %s, not %s", header.hash, algorithm)
             return None
-        if now_ns - header.full_rehash_ns >= full_rehash_hours * 3600e9:
-            log.debug("hashcache: last full rehash too old, rehashing everything")
+        interval_ns = int(full_rehash_hours * 3600e9)
+        # Each file was read since its last phase point before the previous snapshot's
+        # start, unless the previous snapshot used another interval (phases differ) or
+        # was of the format that rehashed everything at once, at its #full_rehash time.
+        if header.rehash_interval_ns == interval_ns:
+            since = header.created_ns
+        elif header.full_rehash_ns:
+            since = header.full_rehash_ns
+        else:
+            since = now_ns - interval_ns
+        window = RehashWindow.between(since, now_ns, interval_ns)
+        if window.everything:
+            log.debug("hashcache: every file is due for its rehash")
             return None
-        return cls(path, header, entries)
+        policy = ReusePolicy(racy_after_ns=header.created_ns - RACY_MARGIN_NS, rehash=window,
+                             upgrade=not header.records_attributes)
+        return cls(path, header, policy, entries)
 
     @classmethod
-    def at(cls, path: Path, header: Header, key: bytes) -> PreviousSnapshot:
+    def at(cls, path: Path, header: Header, policy: ReusePolicy, key: bytes
+           ) -> PreviousSnapshot:
         """The same (already verified) snapshot, from its first line at or after ``key``."""
         with open_state(path) as handle:
             offset = _first_line_at_or_after(handle, key)
-        return cls(path, header, offset=offset)
+        return cls(path, header, policy, offset=offset)
 
     def close(self) -> None:
         self._file.close()

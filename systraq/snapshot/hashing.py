@@ -1,4 +1,22 @@
-"""Content hashes: sha256 by default (matches sha256sum), xxh3-128 as the fast choice."""
+"""Content hashes: sha256 by default (matches sha256sum), xxh3-128 as the fast choice.
+
+The time spent on a file follows the data it holds, never its apparent size, which its
+owner chooses freely (a sparse file of terabytes costs no disk). What a recorded value
+means (the ``hash`` column of systraq-state(5)):
+
+``HEX``
+    the whole content, as ``sha256sum`` (or ``xxhsum -H2``, ...) prints it. Holes of a file
+    with at most ``HOLES_MAX`` bytes of them are hashed as the zeros they read as.
+``sparse:HEX``
+    a file with more holes than that: the hash of the text ``systraq-sparse-1 SIZE\n``
+    (SIZE the apparent size), then, for each data extent in order (``SEEK_DATA`` and
+    ``SEEK_HOLE``), ``OFFSET LENGTH\n`` followed by those LENGTH bytes. Holes cost
+    nothing; any change to the data, its place or the size changes the value.
+``first=N:HEX``, ``sparse:first=N:HEX``
+    only the first N bytes of data were hashed (the per-file cap, ``snapshot.hash_limit``):
+    the hash of those N bytes, or of the sparse text up to N bytes of data. The entry's
+    status is then ``partial``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +25,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import xxhash
@@ -28,10 +47,23 @@ ALGORITHMS: dict[str, Callable[[], Hasher]] = {
 }
 
 CHUNK = 1 << 20
-# Files at least this large are checked for holes: a hole is hashed as the zeros it reads as,
+# Files at least this large with holes have the holes hashed as the zeros they read as,
 # without asking the kernel to produce them (a sparse 4 GiB file hashes ~3x faster).
 SPARSE_MIN = 16 << 20
+# A file with more bytes of holes than this is hashed by its data extents ("sparse:").
+HOLES_MAX = 64 << 20
+# Bytes of one file's data hashed at most by default (snapshot.hash_limit).
+DEFAULT_LIMIT = 16 << 30
+SPARSE = "sparse:"
+SPARSE_HEADER = b"systraq-sparse-1 %d\n"
 _ZEROS = memoryview(bytes(CHUNK))
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    value: str  # what the state's hash column records
+    complete: bool  # False: the cap stopped it (status partial)
+    read: int  # bytes of data read
 
 
 _local = threading.local()
@@ -56,32 +88,95 @@ def new_hasher(algorithm: str) -> Callable[[], Hasher]:
                            f"(known: {', '.join(ALGORITHMS)})") from None
 
 
-def hash_fd(fd: int, factory: Callable[[], Hasher], size: int) -> str:
-    """Hash the file freshly opened at fd, ``size`` bytes long as fstat saw it; hex digest.
+def hash_fd(fd: int, factory: Callable[[], Hasher], st: os.stat_result,
+            limit: int = DEFAULT_LIMIT) -> Digest:
+    """Hash the file freshly opened at fd (``st`` its fstat), ``limit`` bytes of data at
+    most (0: no cap).
 
-    Reads stop at ``size``: a file that grew meanwhile is caught by the caller's fstat
-    after hashing, which sees another size.
+    Reads stop at the size fstat saw: a file that grew or shrank meanwhile is caught by the
+    caller's fstat after hashing.
     """
+    size = st.st_size
+    holes = size - st.st_blocks * 512
+    if holes > HOLES_MAX:
+        digest = _hash_extents(fd, factory, size, limit)
+        if digest is not None:
+            return digest
+        os.lseek(fd, 0, os.SEEK_SET)  # the file system cannot tell holes: read it all
+    cap = min(size, limit) if limit else size
     hasher = factory()
     buffer, view = _buffer()
-    if size >= SPARSE_MIN:
-        if _hash_sparse(fd, hasher, size, buffer, view):
-            return hasher.hexdigest()
-        hasher = factory()  # the file system cannot tell holes: read it all
+    if cap >= SPARSE_MIN and holes > 0:
+        if _hash_sparse(fd, hasher, cap, buffer, view):
+            return _digest(hasher, "", cap, cap < size)
+        hasher = factory()
         os.lseek(fd, 0, os.SEEK_SET)
     done = 0
-    while done < size:
-        count = os.readv(fd, [buffer])
+    while done < cap:
+        count = os.readv(fd, [view[: min(CHUNK, cap - done)]])
         if not count:
             break
         hasher.update(view[:count])
         done += count
-    return hasher.hexdigest()
+    return _digest(hasher, "", done, cap < size)
+
+
+def _digest(hasher: Hasher, method: str, read: int, cut: bool) -> Digest:
+    if cut:
+        return Digest(f"{method}first={read}:{hasher.hexdigest()}", False, read)
+    return Digest(method + hasher.hexdigest(), True, read)
+
+
+def _hash_extents(fd: int, factory: Callable[[], Hasher], size: int, limit: int
+                  ) -> Digest | None:
+    """The ``sparse:`` value: data extents, their places and the size; None if the file
+    system cannot tell holes."""
+    hasher = factory()
+    hasher.update(SPARSE_HEADER % size)
+    _, view = _buffer()
+    position = done = 0
+    budget = limit or size
+    while position < size and done < budget:
+        try:
+            data = os.lseek(fd, position, os.SEEK_DATA)
+        except OSError as err:
+            if err.errno == errno.ENXIO:  # only a hole left
+                break
+            if err.errno in (errno.EINVAL, errno.EOPNOTSUPP):
+                return None
+            raise
+        if data >= size:
+            break
+        hole = min(os.lseek(fd, data, os.SEEK_HOLE), size)
+        length = min(hole - data, budget - done)
+        hasher.update(b"%d %d\n" % (data, length))
+        os.lseek(fd, data, os.SEEK_SET)
+        position, end = data, data + length
+        while position < end:
+            count = os.readv(fd, [view[: min(CHUNK, end - position)]])
+            if not count:  # shrank meanwhile: the caller's fstat check marks it raced
+                return _digest(hasher, SPARSE, done, False)
+            hasher.update(view[:count])
+            position += count
+            done += count
+    # Cut by the cap only when data was left unread.
+    cut = done >= budget and _data_after(fd, position, size)
+    return _digest(hasher, SPARSE, done, cut)
+
+
+def _data_after(fd: int, position: int, size: int) -> bool:
+    if position >= size:
+        return False
+    try:
+        return os.lseek(fd, position, os.SEEK_DATA) < size
+    except OSError:
+        return False
 
 
 def _hash_sparse(fd: int, hasher: Hasher, size: int, buffer: bytearray,
                  view: memoryview) -> bool:
-    """Hash data extents and holes up to ``size``; False if the file system cannot tell."""
+    """Hash data extents and holes (as zeros) up to ``size``; False if the file system
+    cannot tell."""
     position = 0
     while position < size:
         try:

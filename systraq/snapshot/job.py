@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from systraq import runlog
 from systraq.config import Settings
 from systraq.errors import ConfigError, SystraqError
 from systraq.fs.lock import locked
@@ -108,10 +109,11 @@ def _job_events(settings: Settings, mode: str, plan: _Plan, algorithm: str, full
             path, algorithm, settings.snapshot.full_rehash_hours, created_ns)
         header = Header(host=socket.gethostname(), mode=mode, created_ns=created_ns,
                         hash=algorithm, lists=plan.sources,
-                        full_rehash_ns=previous.header.full_rehash_ns if previous else created_ns)
+                        rehash_interval_ns=int(settings.snapshot.full_rehash_hours * 3600e9))
         progress: list[list[int]] = []
         scanner = Scanner(algorithm, settings.snapshot.workers, previous,
-                          lambda entries, size: progress.append([entries, size]))
+                          lambda entries, size: progress.append([entries, size]),
+                          hash_limit=settings.snapshot.hash_limit)
         selection = select(plan.lists, plan.homelists, plan.homes,
                            record_homes=(mode == "pub"))
         with contextlib.closing(previous) if previous else contextlib.nullcontext(), \
@@ -121,6 +123,7 @@ def _job_events(settings: Settings, mode: str, plan: _Plan, algorithm: str, full
                 if progress:
                     yield progress[-1]
                     progress.clear()
+    runlog.record(settings.layout, "snapshot", mode, True)
     yield {"entries": writer.count, "stats": dataclasses.asdict(scanner.stats),
            "unmatched": [[os.fsdecode(p.source), p.line] for p in selection.unmatched],
            "unreachable": selection.unreachable + scanner.stats.unreachable,

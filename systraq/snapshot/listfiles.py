@@ -20,6 +20,8 @@ from systraq.errors import ConfigError
 from systraq.fs.nofollow import DirCache, ThroughSymlink, join
 from systraq.patterns import has_glob, match_name, order_key
 
+NAME_MAX = 255  # bytes in one file name, on every Linux file system systraq reads
+
 
 @dataclass(frozen=True)
 class Pattern:
@@ -28,6 +30,7 @@ class Pattern:
     text: bytes
     source: Path
     line: int
+    problem: str = ""  # why the line can match nothing (a name over NAME_MAX), if it can't
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,15 @@ def read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
         yield number, text
 
 
+def _problem(text: bytes) -> str:
+    """Why a line can match no file at all, or ""."""
+    longest = max(len(part) for part in text.split(b"/"))
+    if longest > NAME_MAX:
+        return (f"a name in this line is {longest} bytes long, over the {NAME_MAX}-byte "
+                "limit of file names: it can match nothing")
+    return ""
+
+
 def parse_list(path: Path) -> list[Pattern]:
     """Parse a snapshot listfile: absolute paths or globs, one per line."""
     patterns = []
@@ -71,7 +83,7 @@ def parse_list(path: Path) -> list[Pattern]:
         if not text.startswith(b"/"):
             raise ConfigError(f"{text.decode(errors='replace')!r} is not an absolute path "
                               "(list lines start with /)", path, number)
-        patterns.append(Pattern(_normalise(text), path, number))
+        patterns.append(Pattern(_normalise(text), path, number, _problem(text)))
     return patterns
 
 
@@ -89,7 +101,7 @@ def parse_homelist(path: Path) -> list[Pattern]:
         if normal == b".":
             raise ConfigError("'.' would cover every home entirely; name what to watch",
                               path, number)
-        patterns.append(Pattern(normal, path, number))
+        patterns.append(Pattern(normal, path, number, _problem(normal)))
     return patterns
 
 
@@ -133,6 +145,8 @@ def _expand(base: bytes, parts: list[bytes], dirs: DirCache) -> Iterator[bytes]:
         yield base
         return
     head, rest = parts[0], parts[1:]
+    if len(head) > NAME_MAX:
+        return  # no file has such a name (the line says so: Pattern.problem)
     try:
         fd = dirs.open(base)
     except ThroughSymlink as err:
@@ -140,6 +154,10 @@ def _expand(base: bytes, parts: list[bytes], dirs: DirCache) -> Iterator[bytes]:
         return
     except FileNotFoundError:
         return
+    except OSError as err:
+        if err.errno == errno.ENAMETOOLONG:  # over PATH_MAX: nothing can be there
+            return
+        raise
     if has_glob(head):
         try:
             names = sorted(os.fsencode(n) for n in os.listdir(fd))
@@ -156,6 +174,10 @@ def _expand(base: bytes, parts: list[bytes], dirs: DirCache) -> Iterator[bytes]:
             st = os.stat(name, dir_fd=dirs.open(base), follow_symlinks=False)
         except FileNotFoundError:
             continue
+        except OSError as err:
+            if err.errno == errno.ENAMETOOLONG:
+                continue
+            raise
         if not rest:
             yield path
         elif stat.S_ISDIR(st.st_mode):

@@ -35,10 +35,11 @@ from systraq.fs.nofollow import (
 )
 from systraq.pathcodec import escape, join_field
 from systraq.patterns import order_key
-from systraq.snapshot import examine
+from systraq.snapshot import examine, xattrs
 from systraq.snapshot.entry import RACED, UNREADABLE, Entry
 from systraq.snapshot.examine import Examiner, Outcome, Unit
-from systraq.snapshot.hashcache import PreviousSnapshot
+from systraq.snapshot.hashcache import PreviousSnapshot, ReusePolicy
+from systraq.snapshot.hashing import DEFAULT_LIMIT
 from systraq.snapshot.listfiles import Root
 from systraq.snapshot.state import Header, entry_line, parse_entry, stat_columns
 
@@ -70,6 +71,8 @@ class ScanStats:
     raced: int = 0
     vanished: int = 0
     unreachable: int = 0
+    partial: int = 0  # files hashed only up to snapshot.hash_limit
+    rehashed: int = 0  # unchanged files read again by the rolling rehash
     sizes: int = 0
 
 
@@ -79,8 +82,10 @@ class Scanner:
     def __init__(self, algorithm: str, workers: int = 0,
                  previous: PreviousSnapshot | None = None,
                  progress: Progress | None = None,
-                 pseudo_devices: frozenset[int] | None = None) -> None:
+                 pseudo_devices: frozenset[int] | None = None,
+                 hash_limit: int = DEFAULT_LIMIT) -> None:
         self.algorithm = algorithm
+        self.hash_limit = hash_limit
         self.workers = workers or os.cpu_count() or 1
         self.previous = previous
         self.progress = progress
@@ -102,12 +107,13 @@ class Scanner:
         if not self.parallel:
             yield from self._chunks(self._walk(roots), None)
             return
-        previous = (self.previous.path, self.previous.header) if self.previous else None
+        previous = (self.previous.path, self.previous.header, self.previous.policy) \
+            if self.previous else None
         with tempfile.TemporaryDirectory(prefix="systraq-scan-") as scratch, \
                 ProcessPoolExecutor(self.workers, multiprocessing.get_context("fork")) as pool:
             def fan_out(subtree: Subtree) -> Future[SubtreeResult]:
                 return pool.submit(scan_subtree, subtree, self.algorithm, previous,
-                                   self.pseudo_devices, scratch)
+                                   self.pseudo_devices, scratch, self.hash_limit)
             yield from self._chunks(self._walk(roots), fan_out)
 
     def _chunks(self, walk: Iterator[bytes | Unit | Subtree],
@@ -116,7 +122,7 @@ class Scanner:
         policy = self.previous.policy if self.previous else None
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="hash") \
             if self.workers > 1 and fan_out is None else None
-        examiner = Examiner(self.algorithm, policy, pool)
+        examiner = Examiner(self.algorithm, policy, pool, self.hash_limit)
         pending: deque[bytes | Outcome | Future] = deque()
         in_flight = subtrees = 0
         limit = IN_FLIGHT_PER_THREAD * self.workers
@@ -163,6 +169,7 @@ class Scanner:
                     chunk = []
                 else:
                     self._take(head, chunk)
+            self.stats.rehashed += examiner.rehashed
             yield self._hand_on(chunk)
         finally:
             for head in pending:  # an error stopped the walk: let the pool close its files
@@ -202,9 +209,10 @@ class Scanner:
         line, outcome, size = item
         stats = self.stats
         stats.sizes += size
-        if outcome == examine.HASHED:
+        if outcome == examine.HASHED or outcome == examine.PARTIAL_:
             stats.files_hashed += 1
             stats.bytes_hashed += size
+            stats.partial += outcome == examine.PARTIAL_
         elif outcome == examine.REUSED:
             stats.hashes_reused += 1
         elif outcome == examine.UNREADABLE_:
@@ -340,7 +348,7 @@ class Scanner:
         """Record a directory and, when asked, push it to be walked."""
         columns = stat_columns(st)
         if not descend:
-            yield entry_line(field, columns)
+            yield entry_line(field, columns, attributes=_attributes_by_name(parent_fd, name, st))
             return
         try:
             fd = open_dir_at(parent_fd, name, expect=st)
@@ -350,8 +358,14 @@ class Scanner:
                 return
             denied = err.errno in (errno.EACCES, errno.EPERM)
             self._count_status(UNREADABLE if denied else RACED)
-            yield entry_line(field, columns, UNREADABLE if denied else RACED)
+            attributes = _attributes_by_name(parent_fd, name, st) if denied else None
+            yield entry_line(field, columns, UNREADABLE if denied else RACED,
+                             attributes=attributes)
             return
+        try:
+            attributes: xattrs.Attributes | None = xattrs.of_fd(fd, st)
+        except xattrs.Unreadable:
+            attributes = None
         try:
             with os.scandir(fd) as listing:
                 # encode(..., "surrogateescape") is os.fsencode without its checks.
@@ -360,9 +374,9 @@ class Scanner:
         except OSError:
             os.close(fd)
             self._count_status(UNREADABLE)
-            yield entry_line(field, columns, UNREADABLE)
+            yield entry_line(field, columns, UNREADABLE, attributes=attributes)
             return
-        yield entry_line(field, columns)
+        yield entry_line(field, columns, attributes=attributes)
         stack.append((fd, path, field, iter(children)))
 
     def _count_status(self, status: str) -> None:
@@ -376,6 +390,21 @@ class Scanner:
         if self.previous is not None:
             previous = self.previous.take_through(join(directory, names[-1]))
         return Unit(dir_fd, dir_field, list(names), previous)
+
+
+def _attributes_by_name(parent_fd: int | None, name: bytes, st: os.stat_result
+                        ) -> xattrs.Attributes | None:
+    """A directory's attributes read without opening it (None: could not be read)."""
+    try:
+        if parent_fd is not None:
+            return xattrs.of_name(parent_fd, name, st)
+        fd = open_dir_at(None, b"/", expect=st)  # the root directory itself
+        try:
+            return xattrs.of_fd(fd, st)
+        finally:
+            os.close(fd)
+    except (xattrs.Unreadable, OSError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -395,15 +424,18 @@ class SubtreeResult:
     stats: ScanStats
 
 
-def scan_subtree(subtree: Subtree, algorithm: str, previous: tuple[Path, Header] | None,
-                 pseudo_devices: frozenset[int], scratch: str) -> SubtreeResult:
+def scan_subtree(subtree: Subtree, algorithm: str,
+                 previous: tuple[Path, Header, ReusePolicy] | None,
+                 pseudo_devices: frozenset[int], scratch: str, hash_limit: int
+                 ) -> SubtreeResult:
     """Worker process: scan one subtree into a file of lines in ``scratch``."""
     cursor = None
     if previous is not None:
         cursor = PreviousSnapshot.at(*previous, order_key(join(subtree.parent, subtree.name)))
     # Two threads: a large file hashes on the second while this one goes on (a worker with
     # one huge subtree then still gets help from an idle core).
-    scanner = Scanner(algorithm, workers=2, previous=cursor, pseudo_devices=pseudo_devices)
+    scanner = Scanner(algorithm, workers=2, previous=cursor, pseudo_devices=pseudo_devices,
+                      hash_limit=hash_limit)
     scanner.parallel = False
     handle, output = tempfile.mkstemp(dir=scratch, suffix=".lines")
     with os.fdopen(handle, "wb", buffering=1 << 16) as out, DirCache() as dirs:

@@ -1,8 +1,11 @@
-"""State files, format version 1: a header, one entry per line sorted by path, a trailer.
+"""State files, format version 2: a header, one entry per line sorted by path, a trailer.
 
 Written to a temporary file in the same directory, fsynced and renamed into place, so a
 crash or a full disk leaves the previous file intact. Read strictly: a file that is
-truncated, edited or of another version is refused with its name and line.
+truncated, edited or of a version this module does not know is refused with its name and
+line. Version 1 files (written by earlier systraq) are still read. Every knowledge of the
+line format lives here: other modules build lines with ``entry_line`` and ask
+``reusable`` whether a previous line may be kept.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import functools
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -25,6 +28,7 @@ from systraq.pathcodec import EscapeError, escape, unescape
 from systraq.patterns import order_key
 from systraq.snapshot.entry import (
     OK,
+    PARTIAL,
     STATUSES,
     TYPE_LETTERS,
     TYPE_NAMES,
@@ -32,12 +36,27 @@ from systraq.snapshot.entry import (
     group_name,
     user_name,
 )
+from systraq.snapshot.xattrs import NONE as NO_ATTRIBUTES
+from systraq.snapshot.xattrs import Attributes
 
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MAGIC = "#systraq-state"
-COLUMNS = ("path", "type", "perms", "uid", "user", "gid", "group", "size", "mtime_ns",
-           "ctime_ns", "dev", "ino", "nlink", "status", "hash", "target")
-_HEADER_KEYS = ("host", "mode", "created", "hash", "full_rehash", "lists", "columns")
+_V1_COLUMNS = ("path", "type", "perms", "uid", "user", "gid", "group", "size", "mtime_ns",
+               "ctime_ns", "dev", "ino", "nlink", "status", "hash", "target")
+# Version 2 adds the extended attributes (systraq.snapshot.xattrs), after the others.
+ATTRIBUTE_COLUMNS = ("caps", "acl", "label", "xattrs")
+COLUMNS = _V1_COLUMNS + ATTRIBUTE_COLUMNS
+_COLUMNS = {1: _V1_COLUMNS, 2: COLUMNS}
+# The attribute columns of an entry whose attributes were not recorded.
+NOT_RECORDED = "-"
+_UNRECORDED = "\t".join([NOT_RECORDED] * len(ATTRIBUTE_COLUMNS))
+_UNRECORDED_TAIL = f"\t{_UNRECORDED}\n".encode()
+_NO_ATTRIBUTES = "\t" * (len(ATTRIBUTE_COLUMNS) - 1)
+# Header keys by format version: version 1 rehashed every file at once (#full_rehash, when
+# it last did); version 2 rehashes a slice each run (#rehash, the interval it used).
+_HEADER_KEYS = {1: ("host", "mode", "created", "hash", "full_rehash", "lists", "columns"),
+                2: ("host", "mode", "created", "hash", "rehash", "lists", "columns")}
 
 
 @dataclass(frozen=True)
@@ -46,8 +65,15 @@ class Header:
     mode: str
     created_ns: int
     hash: str
-    full_rehash_ns: int = 0
+    full_rehash_ns: int = 0  # version 1 files only: when every file was last hashed
     lists: tuple[bytes, ...] = field(default_factory=tuple)
+    rehash_interval_ns: int = 0  # the rolling rehash interval this snapshot used
+    version: int = VERSION  # of the file it was read from
+
+    @property
+    def records_attributes(self) -> bool:
+        """Whether its entries record extended attributes (capabilities, ACLs, ...)."""
+        return self.version >= 2
 
 
 def _iso(ns: int) -> str:
@@ -61,7 +87,7 @@ def format_header(header: Header) -> bytes:
         f"#mode\t{header.mode}",
         f"#created\t{header.created_ns}\t{_iso(header.created_ns)}",
         f"#hash\t{header.hash}",
-        f"#full_rehash\t{header.full_rehash_ns}\t{_iso(header.full_rehash_ns)}",
+        f"#rehash\t{header.rehash_interval_ns}\t{header.rehash_interval_ns / 3600e9:g}h",
         "\t".join(["#lists", *(escape(p) for p in header.lists)]),
         "\t".join(["#columns", *COLUMNS]),
     ]
@@ -86,9 +112,44 @@ def stat_columns(st: os.stat_result) -> str:
             f"\t{st.st_nlink}")
 
 
+# What may follow a path and its stat columns in a line whose hash can be kept.
+_KEEPABLE = (f"\t{OK}\t".encode(), f"\t{PARTIAL}\t".encode())
+
+
+def reusable(previous: bytes | None, path_field: str, columns: str) -> bool:
+    """Whether ``previous`` (a line of the previous snapshot, or None) records ``path_field``
+    with exactly these stat columns and a content hash or link target that may be kept.
+
+    Extended attributes cannot change without moving ctime either, so a line that recorded
+    them keeps them; one that could not record them is not kept.
+    """
+    if previous is None:
+        return False
+    prefix = f"{path_field}\t{columns}".encode()
+    return previous.startswith(prefix) and previous.startswith(_KEEPABLE, len(prefix)) \
+        and not previous.endswith(_UNRECORDED_TAIL)
+
+
+def kept_line(previous: bytes, attributes: Attributes | None) -> bytes:
+    """A reusable line of a version-1 snapshot in this version's format: with the
+    attribute columns it lacks."""
+    return previous[:-1] + b"\t" + _attribute_columns(attributes).encode() + b"\n"
+
+
+def _attribute_columns(attributes: Attributes | None) -> str:
+    if attributes is None:
+        return _UNRECORDED
+    if attributes is NO_ATTRIBUTES:
+        return _NO_ATTRIBUTES
+    return f"{attributes.caps}\t{attributes.acl}\t{attributes.label}\t{attributes.xattrs}"
+
+
 def entry_line(path_field: str, columns: str, status: str = OK, digest: str = "",
-               target_field: str = "") -> bytes:
-    return f"{path_field}\t{columns}\t{status}\t{digest}\t{target_field}\n".encode()
+               target_field: str = "", attributes: Attributes | None = NO_ATTRIBUTES
+               ) -> bytes:
+    """An entry line; ``attributes`` None when they could not be read."""
+    return (f"{path_field}\t{columns}\t{status}\t{digest}\t{target_field}\t"
+            f"{_attribute_columns(attributes)}\n").encode()
 
 
 def format_entry(entry: Entry) -> bytes:
@@ -96,8 +157,22 @@ def format_entry(entry: Entry) -> bytes:
         entry.type, f"{entry.perms:04o}", str(entry.uid), escape(os.fsencode(entry.user)),
         str(entry.gid), escape(os.fsencode(entry.group)), str(entry.size), str(entry.mtime_ns),
         str(entry.ctime_ns), str(entry.dev), str(entry.ino), str(entry.nlink)))
+    attributes = None if entry.caps is None else Attributes(
+        entry.caps, entry.acl or "", entry.label or "", entry.xattrs or "")
     return entry_line(escape(entry.path), columns, entry.status, entry.hash,
-                      "" if entry.target is None else escape(entry.target))
+                      "" if entry.target is None else escape(entry.target), attributes)
+
+
+def shared_columns(old: Header, new: Header) -> Callable[[bytes], bytes] | None:
+    """None when two state files have the same columns; else what cuts an entry line of
+    either down to the columns both have (unchanged entries then compare equal)."""
+    if old.version == new.version:
+        return None
+    count = len(_COLUMNS[min(old.version, new.version)])
+
+    def cut(line: bytes) -> bytes:
+        return b"\t".join(line.rstrip(b"\n").split(b"\t", count)[:count])
+    return cut
 
 
 def line_path(line: bytes) -> bytes:
@@ -120,19 +195,18 @@ def trusted_line_key(line: bytes) -> tuple[bytes, bytes]:
     return (field.replace(b"/", b"\0") if b"\\" not in field else line_key(line)), field
 
 
-def same_record(line: bytes, path_field: str, columns: str) -> bool:
-    """Whether an entry line records this path with these stat columns, scanned cleanly:
-    the line may then stand for the file as it is (the caller decides about racy times)."""
-    return line.startswith(f"{path_field}\t{columns}\t{OK}\t".encode())
-
-
-def parse_entry(line: str) -> Entry:
+def parse_entry(line: str, version: int = VERSION) -> Entry:
     """Parse one entry line (without its newline); raise ValueError when it is malformed."""
     fields = line.split("\t")
-    if len(fields) != len(COLUMNS):
-        raise ValueError(f"expected {len(COLUMNS)} tab-separated fields, found {len(fields)}")
+    expected = len(_COLUMNS[version])
+    if len(fields) != expected:
+        raise ValueError(f"expected {expected} tab-separated fields, found {len(fields)}")
     (path, type_, perms, uid, user, gid, group, size, mtime, ctime, dev, ino, nlink,
-     status, digest, target) = fields
+     status, digest, target) = fields[:16]
+    # Not recorded (version 1, or unreadable): None, never compared.
+    caps = acl = label = xattrs = None
+    if version >= 2 and fields[16] != NOT_RECORDED:
+        caps, acl, label, xattrs = fields[16:]
     if type_ not in TYPE_NAMES:
         raise ValueError(f"unknown type {type_!r}")
     if status not in STATUSES:
@@ -147,7 +221,8 @@ def parse_entry(line: str) -> Entry:
     try:
         return Entry(unescape(path), type_, mode, numbers[0], os.fsdecode(unescape(user)),
                      numbers[1], os.fsdecode(unescape(group)), *numbers[2:], status=status,
-                     hash=digest, target=unescape(target) if target else None)
+                     hash=digest, target=unescape(target) if target else None, caps=caps,
+                     acl=acl, label=label, xattrs=xattrs)
     except EscapeError as err:
         raise ValueError(err.message) from None
 
@@ -282,26 +357,31 @@ class StateReader:
         if first is None or not first.startswith(MAGIC + "\t"):
             raise self._error("not a systraq state file")
         version = first.split("\t", 1)[1]
-        if version != str(VERSION):
+        if version not in {str(v) for v in READABLE_VERSIONS}:
             raise self._error(f"state format version {version} is not understood by this "
-                              f"systraq (it reads version {VERSION})")
+                              f"systraq (it reads versions "
+                              f"{', '.join(map(str, READABLE_VERSIONS))})")
+        self.version = int(version)
+        keys = _HEADER_KEYS[self.version]
         values: dict[str, list[str]] = {}
         while "columns" not in values:
             text = self._next_line()
             if text is None:
                 raise self._error("truncated (header incomplete)")
             key, *rest = text[1:].split("\t")
-            if not text.startswith("#") or key not in _HEADER_KEYS or key in values:
+            if not text.startswith("#") or key not in keys or key in values:
                 raise self._error(f"unexpected header line {text[:40]!r}")
             values[key] = rest
-        if tuple(values["columns"]) != COLUMNS:
+        if tuple(values["columns"]) != _COLUMNS[self.version]:
             raise self._error("unexpected column list")
         try:
             return Header(
                 host=unescape(values["host"][0]).decode("utf-8", "replace"),
                 mode=values["mode"][0], created_ns=int(values["created"][0]),
-                hash=values["hash"][0], full_rehash_ns=int(values["full_rehash"][0]),
-                lists=tuple(unescape(v) for v in values["lists"]))
+                hash=values["hash"][0],
+                full_rehash_ns=int(values["full_rehash"][0]) if self.version == 1 else 0,
+                rehash_interval_ns=int(values["rehash"][0]) if self.version > 1 else 0,
+                lists=tuple(unescape(v) for v in values["lists"]), version=self.version)
         except (KeyError, IndexError, ValueError):
             raise self._error("incomplete or malformed header") from None
 
@@ -312,7 +392,7 @@ class StateReader:
     def parse(self, line: bytes) -> Entry:
         """An entry line from ``raw()`` as an Entry (errors name this file)."""
         try:
-            return parse_entry(line[:-1].decode("utf-8"))
+            return parse_entry(line[:-1].decode("utf-8"), self.version)
         except UnicodeDecodeError:
             raise self._error("not UTF-8 text: corrupt") from None
         except ValueError as err:
