@@ -1,0 +1,413 @@
+"""Checking installed package files against dpkg's checksums, on every core.
+
+What is checked, as ``dpkg --verify`` and ``debsums`` check it: every path in a package's
+``.list`` must exist; a path with an md5 (from ``.md5sums``, or ``Conffiles:`` for a
+conffile) must be a regular file with that md5. Conffiles are checked apart (``--conffiles``,
+like ``debsums -e``), since an edited conffile is normal. A diverted file is checked where
+it was diverted to. The main process stats every file (reusing cached md5s), worker
+processes hash the rest; nothing is ever opened through a symlink.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import multiprocessing
+import os
+import stat
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from systraq.errors import ExitStatus, SystraqError
+from systraq.fs.nofollow import DirCache, ThroughSymlink, open_file_at, same_file
+from systraq.packages.dpkgdb import Database, Package
+from systraq.packages.md5cache import CacheWriter, Md5Cache, due_for_rehash, stat_key
+from systraq.packages.resolve import Resolver, Unsafe
+from systraq.pathcodec import escape
+from systraq.snapshot.hashing import hash_fd
+
+CHANGED = "changed"  # content differs from the package's md5
+MISSING = "missing"
+NOT_REGULAR = "not-regular"  # a package file that is no longer a regular file
+UNREADABLE = "unreadable"  # could not be checked (trouble)
+PROBLEMS = (CHANGED, MISSING, NOT_REGULAR, UNREADABLE)
+
+BATCH_FILES = 256
+BATCH_BYTES = 64 << 20
+# Fewer bytes than this left to hash after the stat pass: hash here, no pool.
+POOL_MIN_BYTES = 32 << 20
+_MISSING_ERRNOS = (errno.ENOENT, errno.ENOTDIR)
+
+md5_factory = hashlib.md5
+
+
+@dataclass(frozen=True)
+class Finding:
+    package: Package
+    path: bytes  # the path checked (diverted-to path for a diverted file)
+    problem: str
+    conffile: bool = False
+    obsolete: bool = False
+    listed: bytes | None = None  # the path the package lists, when diverted
+    detail: str = ""
+
+
+@dataclass
+class Verification:
+    root: bytes
+    admindir: bytes
+    conffiles: bool  # conffiles were checked (else every other file)
+    packages: int = 0
+    files: int = 0
+    hashed: int = 0
+    bytes_hashed: int = 0
+    reused: int = 0
+    seconds: float = 0.0
+    findings: list[Finding] = field(default_factory=list)
+    without_md5sums: list[Package] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # database files that did not parse
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> ExitStatus:
+        if self.problems or any(f.problem == UNREADABLE for f in self.findings):
+            return ExitStatus.TROUBLE
+        if self.findings or self.without_md5sums:
+            return ExitStatus.DIFFERENCES
+        return ExitStatus.OK
+
+
+@dataclass
+class _Item:
+    """One path to check."""
+
+    package: Package
+    path: bytes  # checked path
+    md5: str | None
+    conffile: bool
+    obsolete: bool
+    listed: bytes | None
+
+    @property
+    def field(self) -> bytes:
+        """The path as the cache spells it."""
+        return escape(self.path).encode("utf-8", "surrogateescape")
+
+
+# --- hashing, in worker processes ----------------------------------------------------------
+
+_worker_dirs: DirCache | None = None
+
+
+def _hash_batch(batch: list[tuple[bytes, bytes, bytes]]) -> list[tuple[str | None, str, int]]:
+    """Hash (real directory, name, expected stat key) items: (md5, outcome, size) each.
+
+    Runs in a worker process; each file is opened without following a symlink and must be
+    the one the main process stat-ed, unchanged while it was read.
+    """
+    global _worker_dirs
+    if _worker_dirs is None:
+        _worker_dirs = DirCache(256)
+    return [_hash_one(_worker_dirs, *item) for item in batch]
+
+
+def _hash_one(dirs: DirCache, directory: bytes, name: bytes, key: bytes
+              ) -> tuple[str | None, str, int]:
+    try:
+        dir_fd = dirs.open(directory)
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode):
+            return None, "raced", 0
+        fd = open_file_at(dir_fd, name, st)
+    except ThroughSymlink:
+        return None, "raced", 0
+    except OSError as err:
+        return None, err.strerror or str(err), 0
+    try:
+        opened = os.fstat(fd)
+        if not same_file(opened, st):
+            return None, "raced", 0
+        digest = hash_fd(fd, md5_factory, opened.st_size)
+        after = os.fstat(fd)
+    except OSError as err:
+        return None, err.strerror or str(err), 0
+    finally:
+        os.close(fd)
+    if stat_key(after) != key or stat_key(opened) != key:
+        return None, "raced", opened.st_size
+    return digest, "ok", opened.st_size
+
+
+def _pool(workers: int) -> Executor | None:
+    workers = workers or len(os.sched_getaffinity(0)) or 1
+    if workers < 2:
+        return None
+    return ProcessPoolExecutor(workers, multiprocessing.get_context("fork"))
+
+
+def _warm(_: int) -> int:
+    return os.getpid()
+
+
+# --- the run ------------------------------------------------------------------------------
+
+class Verifier:
+    def __init__(self, db: Database, conffiles: bool, cache: Md5Cache | None,
+                 writer: CacheWriter | None, reverify_days: float, pool: Executor | None
+                 ) -> None:
+        self.db = db
+        self.conffiles = conffiles
+        self.cache = cache
+        self.writer = writer
+        self.reverify_days = reverify_days
+        self.pool = pool
+        self.resolver = Resolver(db.root)
+        self.dirs = DirCache(256)
+        self._real_dirs: dict[bytes, bytes] = {}
+        self.result = Verification(db.root, db.admindir, conffiles)
+        self.now_s = int(time.time())
+        # Stat-ed files waiting for an md5: (item, stat, real dir, name).
+        self.pending: list[tuple[_Item, os.stat_result, bytes, bytes]] = []
+        self.hits: list[tuple[int, int]] = []  # (checked, index in self.reusable)
+        self.reusable: list[tuple[_Item, os.stat_result, bytes, bytes, str, int]] = []
+
+    # -- what to check --------------------------------------------------------------------
+
+    def items(self, package: Package) -> list[_Item]:
+        db = self.db
+        try:
+            listed = db.file_list(package)
+        except SystraqError as err:
+            self.result.problems.append(str(err))
+            listed = None
+        if self.conffiles:
+            return [_Item(package, db.checked_path(c.path, package), c.md5 or None, True,
+                          c.obsolete, c.path if db.checked_path(c.path, package) != c.path
+                          else None) for c in package.conffiles]
+        try:
+            sums = db.md5sums(package)
+        except SystraqError as err:
+            self.result.problems.append(str(err))
+            sums = {}
+        if sums is None:
+            sums = {}
+            self._no_md5sums.add(package.key)
+        conffiles = {c.path for c in package.conffiles}
+        paths = listed if listed is not None else list(sums)
+        out = []
+        for path in paths:
+            if path in conffiles:
+                continue
+            checked = db.checked_path(path, package)
+            out.append(_Item(package, checked, sums.get(path), False, False,
+                             path if checked != path else None))
+        return out
+
+    # -- the stat pass --------------------------------------------------------------------
+
+    def run(self, progress: Callable[[int], None] | None = None) -> Verification:
+        started = time.perf_counter()
+        self._no_md5sums: set[str] = set()
+        self._regular_without_md5: set[str] = set()
+        futures: list[tuple[Future, list]] = []
+        batch: list = []
+        batch_bytes = 0
+        for package in sorted(self.db.packages, key=lambda p: (p.name, p.arch)):
+            if not package.on_disk:
+                continue
+            self.result.packages += 1
+            for item in self.items(package):
+                self.result.files += 1
+                self._stat(item)
+            if package.key in self._no_md5sums and package.key in self._regular_without_md5:
+                self.result.without_md5sums.append(package)
+            if progress is not None:
+                progress(self.result.files)
+            # Hand full batches to the workers as soon as they are known.
+            while self.pool is not None and self.pending:
+                work = self.pending.pop()
+                batch.append(work)
+                batch_bytes += work[1].st_size
+                if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:
+                    futures.append((self._submit(batch), batch))
+                    batch, batch_bytes = [], 0
+        self._decide_reuse()
+        if self.pool is None and sum(w[1].st_size for w in self.pending) >= POOL_MIN_BYTES:
+            self.pool = ThreadPoolExecutor(len(os.sched_getaffinity(0)) or 1)
+        if self.pool is not None:
+            batch += self.pending
+            self.pending = []
+            for start in range(0, len(batch), BATCH_FILES):
+                part = batch[start: start + BATCH_FILES]
+                futures.append((self._submit(part), part))
+        else:
+            batch = self.pending
+            self.pending = []
+            if batch:
+                self._collect(_hash_batch_local(self.dirs, batch), batch)
+        for future, part in futures:
+            self._collect(future.result(), part)
+        self.result.findings.sort(key=lambda f: (f.package.name, f.package.arch, f.path))
+        self.result.seconds = time.perf_counter() - started
+        return self.result
+
+    def _submit(self, batch: list) -> Future:
+        assert self.pool is not None
+        work = [(real_dir, name, stat_key(st)) for _, st, real_dir, name in batch]
+        if isinstance(self.pool, ThreadPoolExecutor):
+            return self.pool.submit(_hash_batch_local, DirCache(64), batch)
+        return self.pool.submit(_hash_batch, work)
+
+    def _where(self, path: bytes) -> tuple[bytes, bytes]:
+        """(real directory, name) of a package path, remembered per directory."""
+        parent, _, name = path.rpartition(b"/")
+        real_dir = self._real_dirs.get(parent)
+        if real_dir is None:
+            directory, name = self.resolver.split(path)
+            real_dir = self._real_dirs[parent] = self.resolver.real(directory) or b"/"
+        elif not name or name in (b".", b".."):
+            raise Unsafe("not a file path", errno.EINVAL)
+        return real_dir, name
+
+    def _stat(self, item: _Item) -> None:
+        try:
+            real_dir, name = self._where(item.path)
+            st = os.stat(name, dir_fd=self.dirs.open(real_dir), follow_symlinks=False)
+        except Unsafe as err:
+            self._finding(item, UNREADABLE, str(err))
+            return
+        except ThroughSymlink:
+            self._finding(item, UNREADABLE, "a symlink appeared on the way")
+            return
+        except OSError as err:
+            if err.errno in _MISSING_ERRNOS:
+                self._finding(item, MISSING)
+            else:
+                self._finding(item, UNREADABLE, err.strerror or str(err))
+            return
+        key = stat_key(st)
+        if item.md5 is None:
+            if not item.conffile and stat.S_ISREG(st.st_mode):
+                self._regular_without_md5.add(item.package.key)
+            self._remember(item, st, key, None)
+            return
+        if not stat.S_ISREG(st.st_mode):
+            kind = "symlink" if stat.S_ISLNK(st.st_mode) else "directory" \
+                if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            self._finding(item, NOT_REGULAR, f"now a {kind}")
+            self._remember(item, st, key, None)
+            return
+        cached = self.cache.lookup(item.field, key) if self.cache is not None else None
+        if cached is not None:
+            self.hits.append((cached[1], len(self.reusable)))
+            self.reusable.append((item, st, real_dir, name, cached[0], cached[1]))
+            return
+        self.pending.append((item, st, real_dir, name))
+
+    def _decide_reuse(self) -> None:
+        """Reuse cached md5s, except the slice the rolling re-verification takes now."""
+        last = (self.cache.written_ns // 1_000_000_000) if self.cache else 0
+        due = due_for_rehash(self.hits, self.now_s, last, self.reverify_days)
+        for index, (item, st, real_dir, name, md5, checked) in enumerate(self.reusable):
+            if index in due:
+                self.pending.append((item, st, real_dir, name))
+                continue
+            self.result.reused += 1
+            self._judge(item, md5)
+            self._remember(item, st, stat_key(st), md5, checked)
+        self.reusable = []
+
+    def _collect(self, results: list[tuple[str | None, str, int]], batch: list) -> None:
+        for (item, st, real_dir, name), (digest, outcome, size) in zip(batch, results,
+                                                                       strict=True):
+            if outcome == "raced":  # changed while read: once more, here
+                digest, outcome, size = _hash_one(self.dirs, real_dir, name, stat_key(st))
+                if outcome == "raced":
+                    try:
+                        st = os.stat(name, dir_fd=self.dirs.open(real_dir),
+                                     follow_symlinks=False)
+                        digest, outcome, size = _hash_one(self.dirs, real_dir, name,
+                                                          stat_key(st))
+                    except (OSError, ThroughSymlink):
+                        pass
+            if digest is None:
+                if outcome in ("No such file or directory", "Not a directory"):
+                    self._finding(item, MISSING)
+                else:
+                    self._finding(item, UNREADABLE, "changed while being checked"
+                                  if outcome == "raced" else outcome)
+                continue
+            self.result.hashed += 1
+            self.result.bytes_hashed += size
+            self._judge(item, digest)
+            self._remember(item, st, stat_key(st), digest, self.now_s)
+
+    def _judge(self, item: _Item, digest: str) -> None:
+        if digest != item.md5:
+            self._finding(item, CHANGED)
+
+    def _remember(self, item: _Item, st: os.stat_result, key: bytes, md5: str | None,
+                  checked: int | None = None) -> None:
+        if self.writer is not None:
+            self.writer.add(item.field, st, key, md5, checked or self.now_s, item.package.key)
+
+    def _finding(self, item: _Item, problem: str, detail: str = "") -> None:
+        self.result.findings.append(Finding(item.package, item.path, problem, item.conffile,
+                                            item.obsolete, item.listed, detail))
+
+
+def _hash_batch_local(dirs: DirCache, batch: list) -> list[tuple[str | None, str, int]]:
+    return [_hash_one(dirs, real_dir, name, stat_key(st)) for _, st, real_dir, name in batch]
+
+
+def verify_packages(root: str | bytes = b"/", admindir: str | bytes | None = None, *,
+                    conffiles: bool = False, cache_path: Path | None = None,
+                    reverify_days: float = 7.0, workers: int = 0,
+                    progress: Callable[[int], None] | None = None) -> Verification:
+    """Check every installed package's files (or conffiles) under ROOT.
+
+    With ``cache_path``, md5s of files whose stat record did not change are reused from
+    there, and the cache is rewritten (a cache that cannot be written is a warning).
+    """
+    started_ns = time.time_ns()
+    root = os.fsencode(root)
+    cache = None
+    if cache_path is not None and reverify_days > 0 and not conffiles:
+        shown_admin = os.fsencode(admindir) if admindir is not None else b""
+        cache = Md5Cache.load(cache_path, root, shown_admin)
+    # Workers are forked before the database is read, so they stay small; only a run
+    # that expects to hash much (no cache yet) starts them.
+    pool = _pool(workers) if (cache is None or not cache.lines) else None
+    if pool is not None:
+        list(pool.map(_warm, range(getattr(pool, "_max_workers", 1))))
+    try:
+        with Database.open(root, admindir) as db:
+            writer = None
+            warning = None
+            if cache is not None and cache_path is not None:
+                try:
+                    writer = CacheWriter(cache_path, root, os.fsencode(admindir)
+                                         if admindir is not None else b"", started_ns)
+                except OSError as err:
+                    warning = (f"{cache_path}: cannot write the md5 cache "
+                               f"({err.strerror}): the next run hashes every file again")
+            verifier = Verifier(db, conffiles, cache, writer, reverify_days, pool)
+            try:
+                result = verifier.run(progress)
+                if writer is not None:
+                    writer.commit()
+                    writer = None
+            finally:
+                if writer is not None:
+                    writer.discard()
+                if verifier.pool is not None and verifier.pool is not pool:
+                    verifier.pool.shutdown()
+            if warning:
+                result.warnings.append(warning)
+            return result
+    finally:
+        if pool is not None:
+            pool.shutdown()
