@@ -240,6 +240,37 @@ def filetraq_conf(obj: Context, output: Path | None, dirs: tuple[Path, ...]) -> 
     obj.terminal.filetraq_conf_summary(result)
 
 
+@cli.command()
+@click.option("--root", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Check the packages installed in this tree, by its own dpkg database "
+                   "(default from systraq.conf: packages.root, /).")
+@click.option("--admindir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="The dpkg database directory (default: ROOT/var/lib/dpkg).")
+@click.option("--changed", is_flag=True,
+              help="Print only the paths that differ from their package, one per line "
+                   "(as debsums -c).")
+@click.option("--conffiles", is_flag=True,
+              help="Check conffiles instead of the other files (as debsums -e): an edited "
+                   "conffile is normal, so they are checked apart.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Report as text grouped by package, or one JSON object.")
+@pass_context
+def packages(obj: Context, root: Path | None, admindir: Path | None, changed: bool,
+             conffiles: bool, fmt: str) -> int:
+    """Check installed package files against dpkg's md5sums (debsums, dpkg --verify).
+
+    Reports files whose content differs, files missing, and packages without md5sums;
+    with --conffiles, conffiles instead. md5s of unchanged files are reused from the
+    cache in the state dir. Exit status: 0 all match, 1 findings, 2 trouble.
+    """
+    from systraq.packages.verify import run_packages
+
+    result = run_packages(obj.settings, None if root is None else str(root),
+                          None if admindir is None else str(admindir), conffiles=conffiles)
+    obj.terminal.packages_report(result, fmt, changed)
+    return result.status
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one handler turns every error into one line on stderr and exit 2."""
     terminal = Terminal()

@@ -61,6 +61,15 @@ class FiletraqSettings:
 
 
 @dataclass(frozen=True)
+class PackagesSettings:
+    root: str = "/"  # the tree whose dpkg database is read
+    admindir: str = ""  # empty: ROOT/var/lib/dpkg
+    reverify_days: float = 7.0  # no cached md5 is older; 0: no cache
+    attribute: bool = True  # diff sorts changes by what dpkg explains
+    after_dpkg: str = "nothing"  # what the apt hook does: nothing, snapshot or check
+
+
+@dataclass(frozen=True)
 class Settings:
     config_dir: Path = DEFAULT_CONFIG_DIR
     state_dir: Path = DEFAULT_STATE_DIR
@@ -68,6 +77,7 @@ class Settings:
     report: ReportSettings = field(default_factory=ReportSettings)
     mail: MailSettings = field(default_factory=MailSettings)
     filetraq: FiletraqSettings = field(default_factory=FiletraqSettings)
+    packages: PackagesSettings = field(default_factory=PackagesSettings)
 
     @property
     def layout(self) -> Layout:
@@ -82,12 +92,14 @@ _CHOICES = {
     ("mail", "transport"): ("sendmail", "smtp"),
     ("filetraq", "diff_style"): ("unified", "context"),
     ("filetraq", "diff_order"): ("oldnew", "newold"),
+    ("packages", "after_dpkg"): ("nothing", "snapshot", "check"),
 }
 _SECTIONS = {
     "snapshot": SnapshotSettings,
     "report": ReportSettings,
     "mail": MailSettings,
     "filetraq": FiletraqSettings,
+    "packages": PackagesSettings,
 }
 
 

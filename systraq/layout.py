@@ -78,6 +78,11 @@ class Layout:
         return self.state_dir / ("spool" if uid == 0 else f"spool.{uid}")
 
     @property
+    def packages_cache(self) -> Path:
+        """The md5 cache of package files (root's alone: STATE/root is 0700)."""
+        return self.state_dir / "root" / "packages.cache"
+
+    @property
     def store(self) -> Path:
         """The filetraq backup store."""
         return self.state_dir / STORE_DIR

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from systraq.delivery.mail import DeliveryOutcome
     from systraq.filetraq.conf import ConfResult
     from systraq.filetraq.store import PruneResult
+    from systraq.packages.verify import Verification
     from systraq.snapshot.job import SnapshotResult
 
 
@@ -257,6 +258,30 @@ class Terminal:
             self.console.print(rich_text(f"filetraq --prune: removed {len(result.removed):,} "
                                     f"dated copies older than {days:g} days, kept "
                                     f"{result.kept:,}"))
+
+    def packages_report(self, result: Verification, fmt: str = "text",
+                        changed: bool = False) -> None:
+        """``systraq packages``: grouped text, paths only, or JSON; trouble on stderr."""
+        from systraq.packages import report
+
+        for warning in result.warnings:
+            self.warning(warning)
+        for problem in result.problems:
+            self.error(problem)
+        if fmt == "json":
+            self.out.write(report.render_json(result))
+        elif changed:
+            self.out.write(report.render_paths(result))
+            for package in result.without_md5sums:
+                self.warning(f"no md5sums for {package.name} {package.version}")
+        else:
+            self.out.write(report.render_text(result))
+            if self.interactive:
+                self.console.print(rich_text(
+                    f"{result.packages:,} packages, {result.files:,} paths checked, "
+                    f"{result.hashed:,} files hashed, {result.reused:,} md5s reused, in "
+                    f"{result.seconds:.1f}s", style="dim"))
+        self.out.flush()
 
     def filetraq_conf_summary(self, result: ConfResult) -> None:
         """One line on a terminal; nothing for cron or the apt hook."""

@@ -36,6 +36,8 @@ class Resolver:
 
     def real(self, resolved: bytes) -> bytes:
         """The host path of a resolved path (ROOT prefixed)."""
+        if resolved == b"/":
+            return self.root or b"/"
         return self.root + resolved if self.root else resolved
 
     def split(self, path: bytes) -> tuple[bytes, bytes]:

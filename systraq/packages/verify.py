@@ -21,6 +21,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from systraq.config import Settings
 from systraq.errors import ExitStatus, SystraqError
 from systraq.fs.nofollow import DirCache, ThroughSymlink, open_file_at, same_file
 from systraq.packages.dpkgdb import Database, Package
@@ -53,6 +54,7 @@ class Finding:
     obsolete: bool = False
     listed: bytes | None = None  # the path the package lists, when diverted
     detail: str = ""
+    expected: str = ""  # the md5 the package ships ("" where it has none: a directory)
 
 
 @dataclass
@@ -356,7 +358,8 @@ class Verifier:
 
     def _finding(self, item: _Item, problem: str, detail: str = "") -> None:
         self.result.findings.append(Finding(item.package, item.path, problem, item.conffile,
-                                            item.obsolete, item.listed, detail))
+                                            item.obsolete, item.listed, detail,
+                                            item.md5 or ""))
 
 
 def _hash_batch_local(dirs: DirCache, batch: list) -> list[tuple[str | None, str, int]]:
@@ -411,3 +414,19 @@ def verify_packages(root: str | bytes = b"/", admindir: str | bytes | None = Non
     finally:
         if pool is not None:
             pool.shutdown()
+
+
+def run_packages(settings: Settings, root: str | None = None, admindir: str | None = None,
+                 *, conffiles: bool = False, progress: Callable[[int], None] | None = None
+                 ) -> Verification:
+    """``systraq packages``: the tree and cache from the settings unless given.
+
+    Only root keeps the md5 cache (in STATE/root, which no other account may read).
+    """
+    pkg = settings.packages
+    root = root if root is not None else pkg.root
+    admindir = admindir if admindir is not None else (pkg.admindir or None)
+    cache = settings.layout.packages_cache if os.geteuid() == 0 else None
+    return verify_packages(root, admindir, conffiles=conffiles, cache_path=cache,
+                           reverify_days=pkg.reverify_days, workers=settings.snapshot.workers,
+                           progress=progress)
