@@ -28,6 +28,7 @@ import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from systraq.errors import SystraqError
 from systraq.fs.nofollow import DirCache, ThroughSymlink, open_file_at, same_file
@@ -35,6 +36,11 @@ from systraq.packages.dpkgdb import Database, Package
 from systraq.packages.dpkglog import CHANGES_FILES, Operation, operations_between
 from systraq.packages.md5cache import Md5Cache
 from systraq.packages.resolve import Resolver, Unsafe
+
+if TYPE_CHECKING:
+    from systraq.changes.compare import Change
+    from systraq.changes.report import ModeReport, Report
+    from systraq.config import Settings
 
 OUTSIDE = "outside"
 UNOWNED = "unowned"
@@ -223,6 +229,11 @@ class Attribution:
     @property
     def unexplained(self) -> int:
         return sum(1 for v in self.verdicts.values() if v.group not in ACCOUNTED)
+
+    def unexplained_in(self, report: Report) -> int:
+        """Changes of a report no package operation accounts for."""
+        return sum(1 for mode, change in report.changes
+                   if self.verdict(mode, change.path).group not in ACCOUNTED)
 
 
 @dataclass(frozen=True)
@@ -426,3 +437,35 @@ def _remembered_owners(tree: _Tree, cache_path: Path | None, root: bytes,
         out.setdefault(path, package)
     return out
 
+
+
+# --- a report's sections -------------------------------------------------------------------
+
+def facts_of(change: Change) -> ChangeFacts:
+    """The facts of a report's change that attribution looks at."""
+    new = change.new
+    if new is None:
+        return ChangeFacts(change.path, change.kind, frozenset(change.fields), None)
+    return ChangeFacts(change.path, change.kind, frozenset(change.fields), new.type,
+                       new.size, new.mtime_ns, new.ctime_ns, new.ino, new.dev, new.perms,
+                       new.uid, new.gid, new.hash if new.status == "ok" else "", new.target)
+
+
+def attribute_sections(settings: Settings, sections: Iterable[ModeReport]) -> Attribution:
+    """Verdicts for every change of a report's mode sections.
+
+    The window of a section runs from the copy it is compared with to the newest
+    snapshot; a section without a copy (a first report) has nothing to attribute.
+    """
+    out = Attribution()
+    packages = settings.packages
+    for section in sections:
+        if section.old is None or not section.changes:
+            continue
+        window = (section.old.created_ns // 1_000_000_000,
+                  -(-section.new.created_ns // 1_000_000_000))
+        attribute([facts_of(c) for c in section.changes], mode=section.mode, window=window,
+                  algorithm=section.new.hash, root=packages.root,
+                  admindir=packages.admindir or None,
+                  cache_path=settings.layout.packages_cache, into=out)
+    return out

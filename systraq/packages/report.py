@@ -7,8 +7,21 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from itertools import groupby
+from typing import TYPE_CHECKING
 
+from systraq.packages.attribution import (
+    CONFFILE,
+    EXPLAINED,
+    GROUP_TITLES,
+    OUTSIDE,
+    REMOVED,
+    UNOWNED,
+    Attribution,
+    Explanation,
+    Verdict,
+)
 from systraq.packages.dpkgdb import Package
 from systraq.packages.verify import (
     CHANGED,
@@ -19,6 +32,9 @@ from systraq.packages.verify import (
     Verification,
 )
 from systraq.pathcodec import escape
+
+if TYPE_CHECKING:
+    from systraq.changes.report import ModeReport, Report
 
 JSON_VERSION = 1
 NO_MD5SUMS_HINT = ("reinstall a package to restore its md5sums (apt-get install --reinstall "
@@ -127,3 +143,135 @@ def to_json(result: Verification) -> dict[str, object]:
 
 def render_json(result: Verification) -> str:
     return json.dumps(to_json(result), indent=2, ensure_ascii=False) + "\n"
+
+
+# --- change reports sorted by package operations (diff, check, baseline) ------------------
+
+_SIGNS = {"changed": "~", "added": "+", "removed": "-"}
+
+
+def explanation_line(explanation: Explanation) -> str:
+    """``openssl 3.0.11-1 → 3.0.13-1 (apt-get upgrade, 2026-11-23 10:02)``."""
+    if explanation.action in ("remove", "purge"):
+        what = f"{explanation.package} {explanation.old or ''} " \
+               f"{'purged' if explanation.action == 'purge' else 'removed'}"
+    elif explanation.old is None:
+        what = f"{explanation.package} {explanation.new} installed"
+    elif explanation.old == explanation.new:
+        what = f"{explanation.package} {explanation.new} reinstalled"
+    else:
+        what = f"{explanation.package} {explanation.old} → {explanation.new}"
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(explanation.at))
+    return f"{what} ({explanation.command or 'dpkg'}, {when})"
+
+
+def _reason(verdict: Verdict) -> str:
+    words = []
+    if verdict.package is not None:
+        words.append(f"{verdict.package.name} {verdict.package.version}")
+    if verdict.reason:
+        words.append(verdict.reason)
+    return f"  [{': '.join(words)}]" if words else ""
+
+
+def _folded(section: ModeReport, attribution: Attribution, group: str
+            ) -> list[tuple[Explanation, int]]:
+    counts: dict[Explanation, int] = {}
+    for change in section.changes:
+        verdict = attribution.verdict(section.mode, change.path)
+        if verdict.group == group and verdict.explained_by is not None:
+            counts[verdict.explained_by] = counts.get(verdict.explained_by, 0) + 1
+    return sorted(counts.items(), key=lambda item: (item[0].at, item[0].package))
+
+
+def grouped_sections(report: Report) -> list[str]:
+    """The body of a change report sorted by what dpkg explains: unexplained changes
+    first (outside dpkg, no package, conffiles), then one line per package operation."""
+    from systraq.changes.report import describe_change, describe_entry, show_path, span
+
+    attribution: Attribution = report.attribution  # type: ignore[attr-defined]
+    out: list[str] = []
+    for section in report.modes:
+        if not section.has_news:
+            continue
+        out.append("")
+        out.append(f"{section.mode}: {span(section)}")
+        if section.first:
+            out.append(f"  first report: {section.entries} entries recorded; changes to them "
+                       "will be reported from now on")
+        out.extend(f"  note: {note}" for note in section.notes)
+        for group in (OUTSIDE, UNOWNED, CONFFILE):
+            changes = [c for c in section.changes
+                       if attribution.verdict(section.mode, c.path).group == group]
+            if not changes:
+                continue
+            out.append(f"{GROUP_TITLES[group]} ({len(changes)}):")
+            for change in changes:
+                reason = _reason(attribution.verdict(section.mode, change.path))
+                sign = _SIGNS.get(change.kind, "?")
+                if change.kind == "changed":
+                    out.append(f"  {sign} {show_path(change.path)}{reason}")
+                    out.extend(f"      {line}" for line in describe_change(change))
+                else:
+                    entry = change.new if change.new is not None else change.old
+                    assert entry is not None
+                    out.append(f"  {sign} {show_path(change.path)}  "
+                               f"({describe_entry(entry, change.fields)}){reason}")
+        for group in (REMOVED, EXPLAINED):
+            folded = _folded(section, attribution, group)
+            if not folded:
+                continue
+            files = sum(count for _, count in folded)
+            out.append(f"{GROUP_TITLES[group]} ({files} file{'s' if files != 1 else ''}):")
+            for explanation, count in folded:
+                out.append(f"  {explanation_line(explanation)}: {count} "
+                           f"file{'s' if count != 1 else ''}")
+    return out
+
+
+def grouped_summary(report: Report) -> str:
+    attribution: Attribution = report.attribution  # type: ignore[attr-defined]
+    total = report.total
+    if not total:
+        return ""
+    unexplained = attribution.unexplained_in(report)
+    return f"total: {total} change{'s' if total != 1 else ''}, {unexplained} unexplained, " \
+           f"{total - unexplained} explained by package operations"
+
+
+def grouped_subject_words(report: Report) -> str:
+    """``15 changes, 1 unexplained`` for the mail's subject."""
+    attribution: Attribution = report.attribution  # type: ignore[attr-defined]
+    total = report.total
+    return f"{total} change{'s' if total != 1 else ''}, " \
+           f"{attribution.unexplained_in(report)} unexplained"
+
+
+def annotate_json(document: dict[str, object], report: Report) -> None:
+    """Add each change's group and explanation, and the folded operations, to the JSON."""
+    attribution: Attribution = report.attribution  # type: ignore[attr-defined]
+    changes = document["changes"]
+    assert isinstance(changes, list)
+    for item, (mode, change) in zip(changes, report.changes, strict=True):
+        verdict = attribution.verdict(mode, change.path)
+        item["group"] = verdict.group
+        item["package"] = verdict.package.name if verdict.package is not None else None
+        item["reason"] = verdict.reason or None
+        item["explained_by"] = _explained_json(verdict.explained_by)
+    operations = []
+    for section in report.modes:
+        for group in (REMOVED, EXPLAINED):
+            for explanation, count in _folded(section, attribution, group):
+                operations.append({"mode": section.mode, **_explained_json(explanation),
+                                   "files": count})
+    document["unexplained"] = attribution.unexplained_in(report)
+    document["operations"] = operations
+    document["warnings"] = attribution.warnings
+
+
+def _explained_json(explanation: Explanation | None) -> dict[str, object] | None:
+    if explanation is None:
+        return None
+    data = explanation.to_json()
+    data["at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(explanation.at))
+    return data
