@@ -271,6 +271,27 @@ def packages(obj: Context, root: Path | None, admindir: Path | None, changed: bo
     return result.status
 
 
+@cli.command("after-dpkg")
+@click.pass_context
+def after_dpkg(ctx: click.Context) -> None:
+    """Run by the apt hook after each package operation: what packages.after_dpkg says.
+
+    nothing (the default); snapshot: a snapshot of every mode with a list file, so the
+    files are recorded as dpkg left them; check: that snapshot, then a diff, so the
+    report covers the package operation alone and a later change is reported apart.
+    """
+    from systraq.changes.track import configured_modes
+
+    obj: Context = ctx.obj
+    what = obj.settings.packages.after_dpkg
+    if what == "nothing":
+        ctx.exit(ExitStatus.OK)
+    modes = configured_modes(obj.settings)
+    _snapshot(obj, modes)
+    ctx.exit(_diff(obj, modes, False, "text", None, False) if what == "check"
+             else ExitStatus.OK)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one handler turns every error into one line on stderr and exit 2."""
     terminal = Terminal()
