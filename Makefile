@@ -8,6 +8,9 @@ BINDIR = $(PREFIX)/bin
 MANDIR = $(PREFIX)/share/man
 LIBDIR = $(PREFIX)/lib/systraq
 PYTEST_ARGS ?=
+# Benchmarks `make bench` runs: bench/run.py (snapshots; BENCH_ARGS) and bench/packages.py
+# (package verification; PACKAGES_BENCH_ARGS). `make bench BENCH=packages` runs one.
+BENCH ?= run packages
 
 .PHONY: venv demo test lint bench install uninstall clean
 
@@ -32,7 +35,13 @@ test: lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: venv
-	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
+	@for b in $(BENCH); do \
+	  case $$b in \
+	    run) $(VENV)/bin/python bench/run.py $(BENCH_ARGS) || exit $$? ;; \
+	    packages) $(VENV)/bin/python bench/packages.py $(PACKAGES_BENCH_ARGS) || exit $$? ;; \
+	    *) echo "make: unknown benchmark $$b (run, packages)" >&2; exit 2 ;; \
+	  esac; \
+	done
 
 # Installs the program and its dependencies under LIBDIR (built with this machine's
 # python3, which the launcher in BINDIR then runs in isolated mode), the man pages, the
