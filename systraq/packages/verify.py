@@ -38,6 +38,7 @@ PROBLEMS = (CHANGED, MISSING, NOT_REGULAR, UNREADABLE)
 
 BATCH_FILES = 256
 BATCH_BYTES = 64 << 20
+IN_FLIGHT = 16  # batches handed to the workers and not yet collected
 # Fewer bytes than this left to hash after the stat pass: hash here, no pool.
 POOL_MIN_BYTES = 32 << 20
 _MISSING_ERRNOS = (errno.ENOENT, errno.ENOTDIR)
@@ -82,7 +83,7 @@ class Verification:
         return ExitStatus.OK
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     """One path to check."""
 
@@ -236,6 +237,10 @@ class Verifier:
                 if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:
                     futures.append((self._submit(batch), batch))
                     batch, batch_bytes = [], 0
+                    # Memory stays bounded: take results in as the workers finish them.
+                    while futures and (futures[0][0].done() or len(futures) > IN_FLIGHT):
+                        self._collect(futures[0][0].result(), futures[0][1])
+                        futures.pop(0)
         self._decide_reuse()
         if self.pool is None and sum(w[1].st_size for w in self.pending) >= POOL_MIN_BYTES:
             self.pool = ThreadPoolExecutor(len(os.sched_getaffinity(0)) or 1)
