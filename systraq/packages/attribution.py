@@ -451,14 +451,19 @@ def facts_of(change: Change) -> ChangeFacts:
                        new.uid, new.gid, new.hash if new.status == "ok" else "", new.target)
 
 
-def attribute_sections(settings: Settings, sections: Iterable[ModeReport]) -> Attribution:
-    """Verdicts for every change of a report's mode sections.
+def attribute_sections(settings: Settings, sections: Iterable[ModeReport]
+                       ) -> Attribution | None:
+    """Verdicts for every change of a report's mode sections; None without a dpkg
+    database (not a Debian system: the report stays as it is).
 
     The window of a section runs from the copy it is compared with to the newest
     snapshot; a section without a copy (a first report) has nothing to attribute.
     """
-    out = Attribution()
     packages = settings.packages
+    admindir = packages.admindir or os.path.join(packages.root, "var/lib/dpkg")
+    if not os.path.exists(os.path.join(admindir, "status")):
+        return None
+    out = Attribution()
     for section in sections:
         if section.old is None or not section.changes:
             continue
