@@ -226,6 +226,11 @@ def grouped_sections(report: Report) -> list[str]:
             for explanation, count in folded:
                 out.append(f"  {explanation_line(explanation)}: {count} "
                            f"file{'s' if count != 1 else ''}")
+    if attribution.warnings:
+        out.append("")
+        out.extend(f"note: {warning}" for warning in attribution.warnings[:5])
+        if len(attribution.warnings) > 5:
+            out.append(f"note: and {len(attribution.warnings) - 5} more")
     return out
 
 
