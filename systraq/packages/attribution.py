@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -123,9 +123,11 @@ def fold(operations: Iterable[Operation]) -> dict[str, Explanation]:
         unpacks = [op for op in ops if op.action != "configure"] or ops
         last = unpacks[-1]
         name, _, arch = key.partition(":")
-        new = None if last.action in ("remove", "purge") else (last.new or last.old)
-        out[key] = Explanation(name, arch, ops[0].old, new, last.at, last.action,
-                               last.command)
+        if last.action in ("remove", "purge"):
+            old, new = last.old, None  # the version taken away
+        else:
+            old, new = ops[0].old, last.new or last.old
+        out[key] = Explanation(name, arch, old, new, last.at, last.action, last.command)
     return out
 
 
@@ -401,11 +403,13 @@ def attribute(changes: Sequence[ChangeFacts], *, mode: str, window: tuple[int, i
             out.verdicts[(mode, facts.path)] = Verdict(UNOWNED, "dpkg database not readable")
         return out
     try:
-        operations = operations_between(root, window[0] - 1, window[1] + 1)
+        operations = operations_between(root, window[0], window[1])
         out.warnings.extend(operations.warnings)
         explanations = fold(operations.operations)
         previous: dict[bytes, str] | None = None
         for path, facts in inside.items():
+            host_path = facts.path
+            facts = replace(facts, path=path)
             owners = tree.owners_of(path)
             content = tree.content(facts, algorithm) if facts.entry_type == "f" and owners \
                 else None
@@ -416,7 +420,7 @@ def attribute(changes: Sequence[ChangeFacts], *, mode: str, window: tuple[int, i
                 if previous is None:
                     previous = _remembered_owners(tree, cache_path, root, admindir)
                 previous_owner = previous.get(path)
-            out.verdicts[(mode, facts.path)] = classify(
+            out.verdicts[(mode, host_path)] = classify(
                 facts.kind, facts.fields, facts.entry_type, owners, content, explanations,
                 link_ok, previous_owner)
         out.warnings.extend(tree.warnings)
@@ -467,8 +471,10 @@ def attribute_sections(settings: Settings, sections: Iterable[ModeReport]
     for section in sections:
         if section.old is None or not section.changes:
             continue
+        # dpkg.log has whole seconds: an operation logged in the second a snapshot was
+        # taken may have come after it, so that second belongs to the window.
         window = (section.old.created_ns // 1_000_000_000,
-                  -(-section.new.created_ns // 1_000_000_000))
+                  section.new.created_ns // 1_000_000_000)
         attribute([facts_of(c) for c in section.changes], mode=section.mode, window=window,
                   algorithm=section.new.hash, root=packages.root,
                   admindir=packages.admindir or None,
