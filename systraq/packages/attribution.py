@@ -232,6 +232,11 @@ class Attribution:
     def unexplained(self) -> int:
         return sum(1 for v in self.verdicts.values() if v.group not in ACCOUNTED)
 
+    @property
+    def sorts_anything(self) -> bool:
+        """Whether any change is a package's (else the report is better left as it is)."""
+        return any(v.group != UNOWNED for v in self.verdicts.values())
+
     def unexplained_in(self, report: Report) -> int:
         """Changes of a report no package operation accounts for."""
         return sum(1 for mode, change in report.changes
