@@ -58,18 +58,22 @@ def _field(pid: int, name: str, filename: str) -> int:
 
 def timed(command: list[str], sample: bool = False) -> tuple[float, float, float, str]:
     """Wall time; with ``sample``, peak summed RSS and PSS of the process tree (MB)."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=ENV, text=True)
-    peak_rss = peak_pss = 0
-    if sample:
-        while proc.poll() is None:
-            pids = process_tree(proc.pid)
-            peak_rss = max(peak_rss, sum(_field(p, "VmRSS:", "status") for p in pids))
-            peak_pss = max(peak_pss, sum(_field(p, "Pss:", "smaps_rollup") for p in pids))
-            time.sleep(0.01)
-    out, err = proc.communicate()
-    return time.perf_counter() - started, peak_rss / 1024, peak_pss / 1024, out + err
+    # Output goes to a file: a pipe nobody reads while sampling would stall the command.
+    with tempfile.TemporaryFile("w+") as output:
+        started = time.perf_counter()
+        proc = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=ENV,
+                                text=True)
+        peak_rss = peak_pss = 0
+        if sample:
+            while proc.poll() is None:
+                pids = process_tree(proc.pid)
+                peak_rss = max(peak_rss, sum(_field(p, "VmRSS:", "status") for p in pids))
+                peak_pss = max(peak_pss, sum(_field(p, "Pss:", "smaps_rollup") for p in pids))
+                time.sleep(0.01)
+        proc.wait()
+        seconds = time.perf_counter() - started
+        output.seek(0)
+        return seconds, peak_rss / 1024, peak_pss / 1024, output.read()
 
 
 def package_dirs() -> list[str]:

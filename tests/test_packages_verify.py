@@ -11,12 +11,15 @@ import os
 import re
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from systraq.packages.md5cache import due_for_rehash
 from systraq.packages.verify import MISSING, NOT_REGULAR, UNREADABLE, verify_packages
+from systraq.snapshot.hashcache import RACY_MARGIN_NS
 from tests.conftest import Workspace
 from tests.debkit import Deb, FakeRoot
 
@@ -200,21 +203,46 @@ def test_second_run_reuses_md5s_and_still_sees_a_same_size_edit(ws: Workspace) -
     root = FakeRoot(ws.root / "cached")
     root.install(Deb("one", "1.0", {f"/usr/share/one/f{i}": b"%d\n" % i for i in range(20)}))
     cache = ws.state / "root" / "packages.cache"
-    # Hashed files written just now are racy: the cache must not trust them yet.
-    old = 1_600_000_000
-    for path in (root.path / "usr/share/one").iterdir():
-        os.utime(path, (old, old))
-    first = verify_packages(root.path, cache_path=cache)
-    assert first.hashed == 20 and not first.findings
-    target = root.path / "usr/share/one/f3"
+    # Files written within the racy margin before they are hashed are not cached.
+    racy = verify_packages(root.path, cache_path=cache)
+    assert racy.hashed == 20
+    assert verify_packages(root.path, cache_path=cache).reused == 0
+    time.sleep(RACY_MARGIN_NS / 1e9 + 0.1)
+    verify_packages(root.path, cache_path=cache)
     second = verify_packages(root.path, cache_path=cache)
-    # ctime is recent (utime set it), so nothing was stored as trusted; wait it out by
-    # checking the rule itself: a racy entry is hashed again, never reused blindly.
-    assert second.hashed + second.reused == 20
+    assert (second.hashed, second.reused, second.findings) == (0, 20, [])
+    target = root.path / "usr/share/one/f3"
+    before = target.stat()
     target.write_bytes(b"X\n")  # same size
-    os.utime(target, (old, old))  # mtime faked back; ctime cannot be
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))  # mtime faked; not ctime
     third = verify_packages(root.path, cache_path=cache)
     assert [(f.path, f.problem) for f in third.findings] == [(b"/usr/share/one/f3", "changed")]
+    assert (third.hashed, third.reused) == (1, 19)
+
+
+def test_a_corrupt_cache_is_ignored_and_rebuilt(ws: Workspace) -> None:
+    root = FakeRoot(ws.root / "corrupt")
+    root.install(Deb("one", "1.0", {"/usr/share/one/f": b"f\n"}))
+    cache = ws.state / "root" / "packages.cache"
+    cache.parent.mkdir(mode=0o700)
+    cache.write_bytes(b"#systraq-packages-cache\t1\ngarbage\n")
+    cache.chmod(0o600)
+    result = verify_packages(root.path, cache_path=cache)
+    assert result.hashed == 1 and not result.findings
+    assert cache.read_bytes().endswith(b"\n") and b"#end\t" in cache.read_bytes()
+
+
+def test_rolling_reverification_spreads_rehashing_over_the_period() -> None:
+    day = 86400
+    hits = [(1_000 * day + i, i) for i in range(700)]  # all hashed on one day
+    now = 1_000 * day + 1000
+    # A run right after the last one rehashes nothing; a day later a seventh; the oldest.
+    assert due_for_rehash(hits, now, now - 10, 7) == set()
+    daily = due_for_rehash(hits, now + day, now, 7)
+    assert daily == set(range(100))
+    # Nothing is trusted longer than the period, however often it runs.
+    assert due_for_rehash(hits, 1_000 * day + 8 * day, 1_000 * day + 8 * day - 60, 7) \
+        == set(range(700))
 
 
 def test_untrusted_symlink_on_the_way_is_not_followed(ws: Workspace) -> None:

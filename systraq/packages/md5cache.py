@@ -176,7 +176,7 @@ def due_for_rehash(hits: list[tuple[int, int]], now_s: int, last_run_s: int,
         return {index for _, index in hits}
     due = {index for checked, index in hits if now_s - checked >= period}
     share = min(1.0, max(0, now_s - last_run_s) / period)
-    budget = int(len(hits) * share + 0.999999) if share else 0
+    budget = round(len(hits) * share)
     for _, index in sorted(hits)[:budget]:
         due.add(index)
     return due
