@@ -34,7 +34,7 @@ from systraq.errors import SystraqError
 from systraq.fs.nofollow import DirCache, ThroughSymlink, open_file_at, same_file
 from systraq.packages.dpkgdb import Database, Package
 from systraq.packages.dpkglog import CHANGES_FILES, Operation, operations_between
-from systraq.packages.md5cache import Md5Cache
+from systraq.packages.md5cache import remembered_owners
 from systraq.packages.resolve import Resolver, Unsafe
 
 if TYPE_CHECKING:
@@ -439,9 +439,9 @@ def _remembered_owners(tree: _Tree, cache_path: Path | None, root: bytes,
     """Which package shipped each path when the md5 cache was last written."""
     if cache_path is None:
         return {}
-    cache = Md5Cache.load(cache_path, root, os.fsencode(admindir) if admindir else b"")
+    owners = remembered_owners(cache_path, root, os.fsencode(admindir) if admindir else b"")
     out = {}
-    for path, package in cache.owners().items():
+    for path, package in owners.items():
         out[tree.physical(path)] = package
         out.setdefault(path, package)
     return out

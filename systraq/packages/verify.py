@@ -25,7 +25,7 @@ from systraq.config import Settings
 from systraq.errors import ExitStatus, SystraqError
 from systraq.fs.nofollow import DirCache, ThroughSymlink, open_file_at, same_file
 from systraq.packages.dpkgdb import Database, Package
-from systraq.packages.md5cache import CacheWriter, Md5Cache, due_for_rehash, stat_key
+from systraq.packages.md5cache import CacheWriter, Md5Cache, stat_key
 from systraq.packages.resolve import Resolver, Unsafe
 from systraq.pathcodec import escape
 from systraq.snapshot.hashing import hash_fd
@@ -174,8 +174,8 @@ class Verifier:
         self.now_s = int(time.time())
         # Stat-ed files waiting for an md5: (item, stat, real dir, name).
         self.pending: list[tuple[_Item, os.stat_result, bytes, bytes]] = []
-        self.hits: list[tuple[int, int]] = []  # (checked, index in self.reusable)
-        self.reusable: list[tuple[_Item, os.stat_result, bytes, bytes, str, int]] = []
+        # Cached md5s the rolling re-verification takes this run.
+        self.due = cache.due(self.now_s, reverify_days) if cache is not None else set()
 
     # -- what to check --------------------------------------------------------------------
 
@@ -241,7 +241,6 @@ class Verifier:
                     while futures and (futures[0][0].done() or len(futures) > IN_FLIGHT):
                         self._collect(futures[0][0].result(), futures[0][1])
                         futures.pop(0)
-        self._decide_reuse()
         if self.pool is None and sum(w[1].st_size for w in self.pending) >= POOL_MIN_BYTES:
             self.pool = ThreadPoolExecutor(len(os.sched_getaffinity(0)) or 1)
         if self.pool is not None:
@@ -307,25 +306,13 @@ class Verifier:
             self._finding(item, NOT_REGULAR, f"now a {kind}")
             self._remember(item, st, key, None)
             return
-        cached = self.cache.lookup(item.field, key) if self.cache is not None else None
-        if cached is not None:
-            self.hits.append((cached[1], len(self.reusable)))
-            self.reusable.append((item, st, real_dir, name, cached[0], cached[1]))
+        cached = self.cache.lookup(key) if self.cache is not None else None
+        if cached is not None and key not in self.due:
+            self.result.reused += 1
+            self._judge(item, cached[0])
+            self._remember(item, st, key, cached[0], cached[1])
             return
         self.pending.append((item, st, real_dir, name))
-
-    def _decide_reuse(self) -> None:
-        """Reuse cached md5s, except the slice the rolling re-verification takes now."""
-        last = (self.cache.written_ns // 1_000_000_000) if self.cache else 0
-        due = due_for_rehash(self.hits, self.now_s, last, self.reverify_days)
-        for index, (item, st, real_dir, name, md5, checked) in enumerate(self.reusable):
-            if index in due:
-                self.pending.append((item, st, real_dir, name))
-                continue
-            self.result.reused += 1
-            self._judge(item, md5)
-            self._remember(item, st, stat_key(st), md5, checked)
-        self.reusable = []
 
     def _collect(self, results: list[tuple[str | None, str, int]], batch: list) -> None:
         for (item, st, real_dir, name), (digest, outcome, size) in zip(batch, results,
@@ -388,7 +375,7 @@ def verify_packages(root: str | bytes = b"/", admindir: str | bytes | None = Non
         cache = Md5Cache.load(cache_path, root, shown_admin)
     # Workers are forked before the database is read, so they stay small; only a run
     # that expects to hash much (no cache yet) starts them.
-    pool = _pool(workers) if (cache is None or not cache.lines) else None
+    pool = _pool(workers) if (cache is None or not cache.by_key) else None
     if pool is not None:
         list(pool.map(_warm, range(getattr(pool, "_max_workers", 1))))
     try:
@@ -406,7 +393,7 @@ def verify_packages(root: str | bytes = b"/", admindir: str | bytes | None = Non
             try:
                 result = verifier.run(progress)
                 if writer is not None:
-                    writer.commit()
+                    writer.commit(cache)
                     writer = None
             finally:
                 if writer is not None:
