@@ -119,7 +119,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs of each quick command")
     parser.add_argument("--no-debsums", action="store_true", help="skip debsums -s (~60 s)")
-    parser.add_argument("--out", default=str(REPO / "bench" / "packages-results.txt"))
+    parser.add_argument("--out", default=str(REPO / "bench" / "results-packages.txt"))
     args = parser.parse_args()
     for tool in ("dpkg", "find") + (() if args.no_debsums else ("debsums",)):
         if not shutil.which(tool):

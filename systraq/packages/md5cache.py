@@ -45,11 +45,6 @@ def stat_key(st: os.stat_result) -> bytes:
             f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}").encode()
 
 
-def racy(st: os.stat_result, hashed_ns: int) -> bool:
-    """Whether the file was written too close to when it was hashed to trust the record."""
-    return max(st.st_mtime_ns, st.st_ctime_ns) >= hashed_ns - RACY_MARGIN_NS
-
-
 def _identity(root: bytes, admindir: bytes) -> bytes:
     return b"#tree\t" + escape(root).encode() + b"\t" + escape(admindir).encode() + b"\n"
 
@@ -185,10 +180,11 @@ class CacheWriter:
         self._hasher.update(header)
         self._file.write(header)
 
-    def add(self, field: bytes, st: os.stat_result, key: bytes, md5: str | None,
-            checked_s: int, package: str) -> None:
-        """Record a checked path (escaped); an md5 of a racily written file is not kept."""
-        if md5 is not None and racy(st, self.started_ns):
+    def add(self, field: bytes, key: bytes, md5: str | None, checked_s: int, package: str,
+            newest_ns: int) -> None:
+        """Record a checked path (escaped) with its stat record; ``newest_ns`` is the later
+        of its mtime and ctime: an md5 of a file written that close to the run is not kept."""
+        if md5 is not None and newest_ns >= self.started_ns - RACY_MARGIN_NS:
             md5 = None
         line = b"%s\t%s\t%s\t%d\t%s\n" % (field, key, (md5 or NO_MD5).encode(), checked_s,
                                           package.encode())

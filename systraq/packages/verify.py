@@ -105,43 +105,61 @@ class _Item:
 _worker_dirs: DirCache | None = None
 
 
-def _hash_batch(batch: list[tuple[bytes, bytes, bytes]]) -> list[tuple[str | None, str, int]]:
-    """Hash (real directory, name, expected stat key) items: (md5, outcome, size) each.
+# What hashing one file gives: (md5 or None, outcome, size, stat key, newest of mtime and
+# ctime). Outcomes: "ok", "missing", "raced", "not-regular:KIND", or an error text.
+Hashed = tuple[str | None, str, int, bytes, int]
 
-    Runs in a worker process; each file is opened without following a symlink and must be
-    the one the main process stat-ed, unchanged while it was read.
-    """
+
+def _hash_batch(batch: list[tuple[bytes, bytes]]) -> list[Hashed]:
+    """Hash (real directory, name) items; runs in a worker process."""
     global _worker_dirs
     if _worker_dirs is None:
         _worker_dirs = DirCache(256)
-    return [_hash_one(_worker_dirs, *item) for item in batch]
+    return [_hash_one(_worker_dirs, directory, name) for directory, name in batch]
 
 
-def _hash_one(dirs: DirCache, directory: bytes, name: bytes, key: bytes
-              ) -> tuple[str | None, str, int]:
+def _hash_one(dirs: DirCache, directory: bytes, name: bytes) -> Hashed:
+    """lstat a name, open it only if it is a regular file (never through a symlink), check
+    that what was opened is what was stat-ed, hash it, and check it did not change."""
     try:
         dir_fd = dirs.open(directory)
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        if not stat.S_ISREG(st.st_mode):
-            return None, "raced", 0
-        fd = open_file_at(dir_fd, name, st)
     except ThroughSymlink:
-        return None, "raced", 0
+        return None, "raced", 0, b"", 0
     except OSError as err:
-        return None, err.strerror or str(err), 0
+        outcome = "missing" if err.errno in _MISSING_ERRNOS else (err.strerror or str(err))
+        return None, outcome, 0, b"", 0
+    if not stat.S_ISREG(st.st_mode):
+        return None, f"not-regular:{_kind(st)}", 0, stat_key(st), _newest(st)
+    try:
+        fd = open_file_at(dir_fd, name, st)
+    except OSError as err:
+        outcome = "missing" if err.errno in _MISSING_ERRNOS else "raced" \
+            if err.errno in (errno.ELOOP, errno.ENXIO) else (err.strerror or str(err))
+        return None, outcome, 0, b"", 0
     try:
         opened = os.fstat(fd)
         if not same_file(opened, st):
-            return None, "raced", 0
+            return None, "raced", 0, b"", 0
         digest = hash_fd(fd, md5_factory, opened.st_size)
         after = os.fstat(fd)
     except OSError as err:
-        return None, err.strerror or str(err), 0
+        return None, err.strerror or str(err), 0, b"", 0
     finally:
         os.close(fd)
-    if stat_key(after) != key or stat_key(opened) != key:
-        return None, "raced", opened.st_size
-    return digest, "ok", opened.st_size
+    if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != \
+            (opened.st_size, opened.st_mtime_ns, opened.st_ctime_ns):
+        return None, "raced", opened.st_size, b"", 0
+    return digest, "ok", opened.st_size, stat_key(opened), _newest(opened)
+
+
+def _kind(st: os.stat_result) -> str:
+    return "symlink" if stat.S_ISLNK(st.st_mode) else "directory" \
+        if stat.S_ISDIR(st.st_mode) else "not a regular file"
+
+
+def _newest(st: os.stat_result) -> int:
+    return max(st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _pool(workers: int) -> Executor | None:
@@ -164,6 +182,7 @@ class Verifier:
         self.db = db
         self.conffiles = conffiles
         self.cache = cache
+        self.cached = cache is not None and bool(cache.by_key)  # md5s to look up
         self.writer = writer
         self.reverify_days = reverify_days
         self.pool = pool
@@ -233,7 +252,7 @@ class Verifier:
             while self.pool is not None and self.pending:
                 work = self.pending.pop()
                 batch.append(work)
-                batch_bytes += work[1].st_size
+                batch_bytes += work[1].st_size if work[1] is not None else 0
                 if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:
                     futures.append((self._submit(batch), batch))
                     batch, batch_bytes = [], 0
@@ -241,7 +260,8 @@ class Verifier:
                     while futures and (futures[0][0].done() or len(futures) > IN_FLIGHT):
                         self._collect(futures[0][0].result(), futures[0][1])
                         futures.pop(0)
-        if self.pool is None and sum(w[1].st_size for w in self.pending) >= POOL_MIN_BYTES:
+        left = sum(w[1].st_size for w in self.pending if w[1] is not None)
+        if self.pool is None and left >= POOL_MIN_BYTES:
             self.pool = ThreadPoolExecutor(len(os.sched_getaffinity(0)) or 1)
         if self.pool is not None:
             batch += self.pending
@@ -262,7 +282,7 @@ class Verifier:
 
     def _submit(self, batch: list) -> Future:
         assert self.pool is not None
-        work = [(real_dir, name, stat_key(st)) for _, st, real_dir, name in batch]
+        work = [(real_dir, name) for _, _, real_dir, name in batch]
         if isinstance(self.pool, ThreadPoolExecutor):
             return self.pool.submit(_hash_batch_local, DirCache(64), batch)
         return self.pool.submit(_hash_batch, work)
@@ -281,6 +301,10 @@ class Verifier:
     def _stat(self, item: _Item) -> None:
         try:
             real_dir, name = self._where(item.path)
+            if item.md5 is not None and not self.cached:
+                # Nothing to look up: the worker stats the file as it hashes it.
+                self.pending.append((item, None, real_dir, name))
+                return
             st = os.stat(name, dir_fd=self.dirs.open(real_dir), follow_symlinks=False)
         except Unsafe as err:
             self._finding(item, UNREADABLE, str(err))
@@ -301,9 +325,7 @@ class Verifier:
             self._remember(item, st, key, None)
             return
         if not stat.S_ISREG(st.st_mode):
-            kind = "symlink" if stat.S_ISLNK(st.st_mode) else "directory" \
-                if stat.S_ISDIR(st.st_mode) else "not a regular file"
-            self._finding(item, NOT_REGULAR, f"now a {kind}")
+            self._finding(item, NOT_REGULAR, f"now a {_kind(st)}")
             self._remember(item, st, key, None)
             return
         cached = self.cache.lookup(key) if self.cache is not None else None
@@ -314,21 +336,17 @@ class Verifier:
             return
         self.pending.append((item, st, real_dir, name))
 
-    def _collect(self, results: list[tuple[str | None, str, int]], batch: list) -> None:
-        for (item, st, real_dir, name), (digest, outcome, size) in zip(batch, results,
-                                                                       strict=True):
-            if outcome == "raced":  # changed while read: once more, here
-                digest, outcome, size = _hash_one(self.dirs, real_dir, name, stat_key(st))
-                if outcome == "raced":
-                    try:
-                        st = os.stat(name, dir_fd=self.dirs.open(real_dir),
-                                     follow_symlinks=False)
-                        digest, outcome, size = _hash_one(self.dirs, real_dir, name,
-                                                          stat_key(st))
-                    except (OSError, ThroughSymlink):
-                        pass
+    def _collect(self, results: list[Hashed], batch: list) -> None:
+        for (item, _, real_dir, name), hashed in zip(batch, results, strict=True):
+            if hashed[1] == "raced":  # changed while read: once more, here
+                hashed = _hash_one(self.dirs, real_dir, name)
+            digest, outcome, size, key, newest = hashed
+            if outcome.startswith("not-regular:"):
+                self._finding(item, NOT_REGULAR, f"now a {outcome.partition(':')[2]}")
+                self._write(item, key, None, self.now_s, newest)
+                continue
             if digest is None:
-                if outcome in ("No such file or directory", "Not a directory"):
+                if outcome == "missing":
                     self._finding(item, MISSING)
                 else:
                     self._finding(item, UNREADABLE, "changed while being checked"
@@ -337,7 +355,7 @@ class Verifier:
             self.result.hashed += 1
             self.result.bytes_hashed += size
             self._judge(item, digest)
-            self._remember(item, st, stat_key(st), digest, self.now_s)
+            self._write(item, key, digest, self.now_s, newest)
 
     def _judge(self, item: _Item, digest: str) -> None:
         if digest != item.md5:
@@ -345,8 +363,12 @@ class Verifier:
 
     def _remember(self, item: _Item, st: os.stat_result, key: bytes, md5: str | None,
                   checked: int | None = None) -> None:
+        self._write(item, key, md5, checked or self.now_s, _newest(st))
+
+    def _write(self, item: _Item, key: bytes, md5: str | None, checked: int, newest: int
+               ) -> None:
         if self.writer is not None:
-            self.writer.add(item.field, st, key, md5, checked or self.now_s, item.package.key)
+            self.writer.add(item.field, key, md5, checked, item.package.key, newest)
 
     def _finding(self, item: _Item, problem: str, detail: str = "") -> None:
         self.result.findings.append(Finding(item.package, item.path, problem, item.conffile,
@@ -354,8 +376,8 @@ class Verifier:
                                             item.md5 or ""))
 
 
-def _hash_batch_local(dirs: DirCache, batch: list) -> list[tuple[str | None, str, int]]:
-    return [_hash_one(dirs, real_dir, name, stat_key(st)) for _, st, real_dir, name in batch]
+def _hash_batch_local(dirs: DirCache, batch: list) -> list[Hashed]:
+    return [_hash_one(dirs, real_dir, name) for _, _, real_dir, name in batch]
 
 
 def verify_packages(root: str | bytes = b"/", admindir: str | bytes | None = None, *,
