@@ -270,3 +270,16 @@ def test_a_file_replaced_by_a_symlink_is_not_read_through_it(ws: Workspace) -> N
     os.symlink(secret, root.file("/usr/bin/victim"))
     result = verify_packages(root.path)
     assert [(f.problem, f.detail) for f in result.findings] == [(NOT_REGULAR, "now a symlink")]
+
+
+def test_unprivileged_run_reports_what_it_cannot_read_and_keeps_no_cache(
+        ws: Workspace) -> None:
+    root = FakeRoot(ws.root / "private")
+    root.install(Deb("secret", "1.0", {"/usr/share/secret/key": b"k\n",
+                                       "/usr/share/secret/open": b"o\n"}))
+    root.file("/usr/share/secret/key").chmod(0o600)
+    done = ws.run("packages", "--root", str(root.path), user="nobody")
+    assert done.returncode == 2, done.stderr
+    assert "  unchecked /usr/share/secret/key  (Permission denied)" in done.stdout
+    assert "/usr/share/secret/open" not in done.stdout
+    assert not (ws.state / "root").exists()
