@@ -283,3 +283,19 @@ def test_unprivileged_run_reports_what_it_cannot_read_and_keeps_no_cache(
     assert "  unchecked /usr/share/secret/key  (Permission denied)" in done.stdout
     assert "/usr/share/secret/open" not in done.stdout
     assert not (ws.state / "root").exists()
+
+
+def test_architecture_is_shown_only_for_a_name_installed_twice(ws: Workspace) -> None:
+    root = FakeRoot(ws.root / "multi")
+    root.dpkg("--add-architecture", "i386")
+    files = {"/usr/share/doc/twin/a": b"a\n", "/usr/share/doc/twin/b": b"b\n"}
+    root.install(Deb("twin", "1.0", files, arch="amd64", multiarch="same"),
+                 Deb("twin", "1.0", files, arch="i386", multiarch="same"),
+                 Deb("single", "1.0", {"/usr/share/single/a": b"a\n",
+                                       "/usr/share/single/b": b"b\n"}, arch="amd64"))
+    for path in ("/usr/share/single/a", "/usr/share/single/b"):
+        root.file(path).unlink()
+    root.file("/usr/share/doc/twin/a").unlink()
+    lines = ws.run("packages", "--root", str(root.path)).stdout.splitlines()
+    assert "single 1.0" in lines
+    assert "twin:amd64 1.0" in lines and "twin:i386 1.0" in lines

@@ -53,10 +53,11 @@ def package_label(package: Package, ambiguous: set[str]) -> str:
 
 
 def _ambiguous(packages: list[Package]) -> set[str]:
-    seen: dict[str, int] = {}
+    """Names installed for more than one architecture."""
+    arches: dict[str, set[str]] = {}
     for package in packages:
-        seen[package.name] = seen.get(package.name, 0) + 1
-    return {name for name, count in seen.items() if count > 1}
+        arches.setdefault(package.name, set()).add(package.arch)
+    return {name for name, found in arches.items() if len(found) > 1}
 
 
 def _line(finding: Finding) -> str:
