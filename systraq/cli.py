@@ -162,9 +162,12 @@ def check(ctx: click.Context, mode: str | None, against_baseline: bool, fmt: str
 @cli.command()
 @click.option("--mode", type=MODE_CHOICES, default=None,
               help="Which snapshots to accept (default: every mode that has one).")
+@click.option("--explained", is_flag=True,
+              help="Accept only the differences package operations explain (dpkg installed "
+                   "exactly what the package ships), leaving every other one standing.")
 @click.argument("paths", nargs=-1, metavar="[PATH]...")
 @pass_context
-def baseline(obj: Context, mode: str | None, paths: tuple[str, ...]) -> None:
+def baseline(obj: Context, mode: str | None, explained: bool, paths: tuple[str, ...]) -> None:
     """Accept the newest snapshot as the trusted baseline.
 
     With PATHs (absolute paths or globs; a directory covers everything below it), accept
@@ -172,11 +175,14 @@ def baseline(obj: Context, mode: str | None, paths: tuple[str, ...]) -> None:
     """
     from systraq.changes.track import accept_baseline, resolve_modes
 
+    if explained and paths:
+        raise click.UsageError("--explained takes no PATH")
     modes = resolve_modes(obj.settings, mode)
     terminal = obj.terminal
     show = (lambda report: terminal.report(report)) if terminal.interactive else None
-    outcome = accept_baseline(obj.settings, modes, paths, show=show)
-    terminal.baseline_summary(outcome, partial=bool(paths))
+    outcome = accept_baseline(obj.settings, modes, paths, show=show, explained=explained)
+    terminal.baseline_summary(outcome, partial=bool(paths) or explained,
+                              explained=explained)
 
 
 @cli.command()

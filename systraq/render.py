@@ -151,6 +151,9 @@ class Terminal:
     _KIND_STYLE = {CHANGED: ("yellow", "~"), ADDED: ("green", "+"), "removed": ("red", "-")}
 
     def _rich_report(self, report: Report) -> None:
+        if report.attribution is not None:  # sorted by package: the plain layout
+            self.console.print(rich_text(render_text(report).rstrip("\n")), soft_wrap=True)
+            return
         # File names are data: no markup (escaped below) and no :emoji: codes.
         print_ = functools.partial(self.console.print, emoji=False)
         since = "the accepted baseline" if report.against == "baseline" else "the last report"
@@ -202,7 +205,8 @@ class Terminal:
                 what = f"sent {outcome.sent} spooled message(s)"
             self.console.print(markup_escape(what))
 
-    def baseline_summary(self, outcome: BaselineOutcome, partial: bool) -> None:
+    def baseline_summary(self, outcome: BaselineOutcome, partial: bool,
+                         explained: bool = False) -> None:
         """One line per mode saying what was accepted; a warning per PATH that matched nothing."""
         for result in outcome.results:
             if result.unchanged:
@@ -215,9 +219,11 @@ class Terminal:
                 line = (f"{result.mode}: accepted {result.entries:,} entries as the baseline; "
                         f"{count:,} differed from the previous baseline")
             else:
+                where = "explained by package operations" if explained else \
+                    "at the given paths"
                 line = (f"{result.mode}: accepted {len(result.accepted):,} "
-                        f"difference{'s' if len(result.accepted) != 1 else ''} at the given "
-                        f"paths; {result.remaining:,} still "
+                        f"difference{'s' if len(result.accepted) != 1 else ''} {where}; "
+                        f"{result.remaining:,} still "
                         f"differ{'s' if result.remaining == 1 else ''} from the baseline")
             self.line(line)
         for argument in outcome.unmatched:

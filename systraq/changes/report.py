@@ -56,6 +56,8 @@ class Report:
     host: str
     against: str  # AGAINST_REPORTED or AGAINST_BASELINE
     modes: list[ModeReport] = field(default_factory=list)
+    # What dpkg explains of the changes (packages.attribution.Attribution), when sorted.
+    attribution: object | None = None
 
     @property
     def changes(self) -> Iterator[tuple[str, Change]]:
@@ -181,7 +183,13 @@ def summary_line(report: Report) -> str:
 def subject(report: Report) -> str:
     """``[Systraq] HOST: 3 changes`` (what the mail's subject says)."""
     total = report.total
-    if total:
+    if total and report.attribution is not None:
+        from systraq.packages.report import grouped_subject_words
+
+        what = grouped_subject_words(report)
+        if report.against == AGAINST_BASELINE:
+            what += " from the baseline"
+    elif total:
         what = f"{total} change{'s' if total != 1 else ''}"
         if report.against == AGAINST_BASELINE:
             what += " from the baseline"
@@ -200,6 +208,12 @@ def render_text(report: Report) -> str:
     since = "the accepted baseline" if report.against == AGAINST_BASELINE else \
         "the last report"
     out = [f"systraq on {report.host}: changes since {since}"]
+    if report.attribution is not None:
+        from systraq.packages.report import grouped_sections, grouped_summary
+
+        summary = grouped_summary(report)
+        out += grouped_sections(report) + (["", summary] if summary else [])
+        return "\n".join(out) + "\n"
     for section in report.modes:
         if not section.has_news:
             continue
@@ -277,6 +291,10 @@ def render_json(report: Report) -> str:
                 "fields": json_fields(change)} for mode, change in report.changes]
     document = {"version": JSON_VERSION, "host": report.host, "against": report.against,
                 "modes": modes, "changes": changes}
+    if report.attribution is not None:
+        from systraq.packages.report import annotate_json
+
+        annotate_json(document, report)
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 

@@ -265,6 +265,7 @@ def run_diff(settings: Settings, modes: Sequence[str], *, show: Show,
                     pin = pins[mode] = Staged(snapshot, private=(mode == "root"))
                 sections.append(compare_mode(settings, mode, against, pin))
             report = Report(_host(sections), against, sections)
+            _sort_by_package(settings, report)
             outcome = None
             if mail:
                 if report.has_news:
@@ -279,6 +280,20 @@ def run_diff(settings: Settings, modes: Sequence[str], *, show: Show,
             for pin in pins.values():
                 pin.discard()
     return DiffResult(report, outcome, recorded=bool(pins))
+
+
+def _sort_by_package(settings: Settings, report: Report) -> None:
+    """Sort the report's changes by what dpkg explains (setting packages.attribute)."""
+    if not settings.packages.attribute or not report.total:
+        return
+    from systraq.packages.attribution import attribute_sections
+
+    try:
+        attribution = attribute_sections(settings, report.modes)
+        if attribution is not None and attribution.sorts_anything:
+            report.attribution = attribution
+    except (SystraqError, OSError) as err:
+        report.modes[0].notes.append(f"changes not sorted by package: {err}")
 
 
 # --- baseline ----------------------------------------------------------------------------
@@ -370,8 +385,34 @@ def _accept_all(settings: Settings, mode: str, show: Show | None, host: str
         pin.discard()
 
 
-def _accept_paths(settings: Settings, mode: str, selection: PathSelection, show: Show | None,
-                  host: str) -> BaselineResult:
+class ExplainedSelection:
+    """The paths whose difference a package operation accounts for (baseline --explained)."""
+
+    def __init__(self, paths: set[bytes]) -> None:
+        self.paths = paths
+
+    def matches(self, path: bytes) -> bool:
+        return path in self.paths
+
+    def unmatched(self) -> list[str]:
+        return []
+
+
+def _accept_explained(settings: Settings, mode: str, show: Show | None, host: str
+                      ) -> BaselineResult:
+    """Accept exactly the differences from the baseline that package operations explain."""
+    from systraq.packages.attribution import attribute_sections
+
+    section = compare_mode(settings, mode, AGAINST_BASELINE, None)
+    attribution = attribute_sections(settings, [section])
+    paths = attribution.accounted(mode) if attribution is not None else set()
+    return _accept_paths(settings, mode, ExplainedSelection(paths), show, host,
+                         expected=section.new)
+
+
+def _accept_paths(settings: Settings, mode: str,
+                  selection: PathSelection | ExplainedSelection, show: Show | None,
+                  host: str, expected: Header | None = None) -> BaselineResult:
     """Write a baseline that takes the snapshot's entries at the selected paths only."""
     snapshot, target = state_path(settings, mode), copy_path(settings, BASELINE, mode)
     fields = settings.report.fields
@@ -379,6 +420,9 @@ def _accept_paths(settings: Settings, mode: str, selection: PathSelection, show:
         new_reader = stack.enter_context(StateReader(snapshot))
         _check_mode(new_reader, mode)
         new = new_reader.header
+        if expected is not None and new != expected:
+            raise SystraqError("a new snapshot was taken meanwhile: run the command again",
+                               snapshot)
         old_reader: StateReader | None = None
         if target.exists():
             old_reader = stack.enter_context(StateReader(target))
@@ -411,8 +455,9 @@ def _accept_paths(settings: Settings, mode: str, selection: PathSelection, show:
 
 
 def accept_baseline(settings: Settings, modes: Sequence[str], paths: Sequence[str] = (),
-                    show: Show | None = None) -> BaselineOutcome:
-    """Make each mode's newest snapshot its baseline, or only its differences at ``paths``.
+                    show: Show | None = None, explained: bool = False) -> BaselineOutcome:
+    """Make each mode's newest snapshot its baseline, or only its differences at ``paths``
+    (or, ``explained``, only those package operations explain).
 
     ``show`` (a terminal) is handed what is being accepted before it is made the baseline.
     """
@@ -421,7 +466,9 @@ def accept_baseline(settings: Settings, modes: Sequence[str], paths: Sequence[st
     with _report_lock(settings):
         for mode in modes:
             host = _header_of(state_path(settings, mode), mode).host
-            if selection is None:
+            if explained:
+                results.append(_accept_explained(settings, mode, show, host))
+            elif selection is None:
                 results.append(_accept_all(settings, mode, show, host))
             else:
                 results.append(_accept_paths(settings, mode, selection, show, host))
