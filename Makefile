@@ -21,6 +21,9 @@ UNITS = $(notdir $(wildcard systemd/*.service systemd/*.timer))
 EXAMPLES = snapshot_pub.list snapshot_pub.homelist snapshot_root.list snapshot_root.homelist \
   systraq.conf
 RULES = $(notdir $(wildcard etc/ignore.d/*))
+# Benchmarks `make bench` runs: bench/run.py (snapshots; BENCH_ARGS) and bench/packages.py
+# (package verification; PACKAGES_BENCH_ARGS), bench/contentdiff.py (the content diff). `make bench BENCH=packages` runs one.
+BENCH ?= run contentdiff packages
 
 .PHONY: venv demo test lint bench install install-files uninstall deb clean
 
@@ -45,8 +48,14 @@ test: lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: venv
-	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
-	$(VENV)/bin/python bench/contentdiff.py
+	@for b in $(BENCH); do \
+	  case $$b in \
+	    run) $(VENV)/bin/python bench/run.py $(BENCH_ARGS) || exit $$? ;; \
+	    packages) $(VENV)/bin/python bench/packages.py $(PACKAGES_BENCH_ARGS) || exit $$? ;; \
+	    contentdiff) $(VENV)/bin/python bench/contentdiff.py || exit $$? ;; \
+	    *) echo "make: unknown benchmark $$b (run, contentdiff, packages)" >&2; exit 2 ;; \
+	  esac; \
+	done
 
 # Installs the program under LIBDIR, run by SYSTEM_PYTHON with Debian's python3-click,
 # python3-xxhash and python3-rich (no network, no test tools), a launcher in BINDIR, the

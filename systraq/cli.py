@@ -181,9 +181,12 @@ def check(ctx: click.Context, mode: str | None, against_baseline: bool, fmt: str
 @cli.command()
 @click.option("--mode", type=MODE_CHOICES, default=None,
               help="Which snapshots to accept (default: every mode that has one).")
+@click.option("--explained", is_flag=True,
+              help="Accept only the differences package operations explain (dpkg installed "
+                   "exactly what the package ships), leaving every other one standing.")
 @click.argument("paths", nargs=-1, metavar="[PATH]...")
 @pass_context
-def baseline(obj: Context, mode: str | None, paths: tuple[str, ...]) -> None:
+def baseline(obj: Context, mode: str | None, explained: bool, paths: tuple[str, ...]) -> None:
     """Accept the newest snapshot as the trusted baseline.
 
     With PATHs (absolute paths or globs; a directory covers everything below it), accept
@@ -192,11 +195,14 @@ def baseline(obj: Context, mode: str | None, paths: tuple[str, ...]) -> None:
     from systraq.changes.baseline import accept_baseline
     from systraq.changes.copies import resolve_modes
 
+    if explained and paths:
+        raise click.UsageError("--explained takes no PATH")
     modes = resolve_modes(obj.settings, mode)
     terminal = obj.terminal
     show = (lambda report: terminal.report(report)) if terminal.interactive else None
-    outcome = accept_baseline(obj.settings, modes, paths, show=show)
-    terminal.baseline_summary(outcome, partial=bool(paths))
+    outcome = accept_baseline(obj.settings, modes, paths, show=show, explained=explained)
+    terminal.baseline_summary(outcome, partial=bool(paths) or explained,
+                              explained=explained)
 
 
 @cli.command()
@@ -394,6 +400,58 @@ def init(ctx: click.Context, create_user: bool, scheduler: str | None,
     for done in carry_out(plan):
         terminal.setup_step_done(done)
     terminal.setup_done(plan)
+
+
+@cli.command()
+@click.option("--root", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Check the packages installed in this tree, by its own dpkg database "
+                   "(default from systraq.conf: packages.root, /).")
+@click.option("--admindir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="The dpkg database directory (default: ROOT/var/lib/dpkg).")
+@click.option("--changed", is_flag=True,
+              help="Print only the paths that differ from their package, one per line "
+                   "(as debsums -c).")
+@click.option("--conffiles", is_flag=True,
+              help="Check conffiles instead of the other files (as debsums -e): an edited "
+                   "conffile is normal, so they are checked apart.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Report as text grouped by package, or one JSON object.")
+@pass_context
+def packages(obj: Context, root: Path | None, admindir: Path | None, changed: bool,
+             conffiles: bool, fmt: str) -> int:
+    """Check installed package files against dpkg's md5sums (debsums, dpkg --verify).
+
+    Reports files whose content differs, files missing, and packages without md5sums;
+    with --conffiles, conffiles instead. md5s of unchanged files are reused from the
+    cache in the state dir. Exit status: 0 all match, 1 findings, 2 trouble.
+    """
+    from systraq.packages.verify import run_packages
+
+    result = run_packages(obj.settings, None if root is None else str(root),
+                          None if admindir is None else str(admindir), conffiles=conffiles)
+    obj.terminal.packages_report(result, fmt, changed)
+    return result.status
+
+
+@cli.command("after-dpkg")
+@click.pass_context
+def after_dpkg(ctx: click.Context) -> None:
+    """Run by the apt hook after each package operation: what packages.after_dpkg says.
+
+    nothing (the default); snapshot: a snapshot of every mode with a list file, so the
+    files are recorded as dpkg left them; check: that snapshot, then a diff, so the
+    report covers the package operation alone and a later change is reported apart.
+    """
+    from systraq.changes.copies import configured_modes
+
+    obj: Context = ctx.obj
+    what = obj.settings.packages.after_dpkg
+    if what == "nothing":
+        ctx.exit(ExitStatus.OK)
+    modes = configured_modes(obj.settings)
+    _snapshot(obj, modes)
+    ctx.exit(_diff(obj, modes, False, "text", None, False) if what == "check"
+             else ExitStatus.OK)
 
 
 def run(argv: Sequence[str] | None = None, terminal: Terminal | None = None) -> int:

@@ -114,6 +114,11 @@ class Layout:
         return self.account_dir(uid) / "reports"
 
     @property
+    def packages_cache(self) -> Path:
+        """The md5 cache of package files (root's alone: STATE/root is 0700)."""
+        return self.state_dir / "root" / "packages.cache"
+
+    @property
     def store(self) -> Path:
         """The filetraq backup store."""
         return self.state_dir / STORE_DIR

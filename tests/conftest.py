@@ -11,10 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from .runner import REPO, UNPRIVILEGED, Launcher, install_copy, run_in_process
 
 __all__ = ["REPO", "UNPRIVILEGED", "Workspace", "entries_of", "needs_root"]
+
+# CI runs the same examples every time: a red run can be run again and read, never a
+# coin toss. Developers get fresh examples on every run.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 
 @dataclass

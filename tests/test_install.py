@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,3 +117,34 @@ def version() -> str:
     namespace: dict[str, str] = {}
     exec((REPO / "systraq" / "__init__.py").read_text(), namespace)
     return namespace["__version__"]
+
+
+def _modules(top: Path) -> set[str]:
+    return {".".join(p.relative_to(top).with_suffix("").parts)
+            for p in (top / "systraq").rglob("*.py")}
+
+
+def test_every_module_ships_in_the_wheel_and_imports_from_it(scratch: Path) -> None:
+    """pyproject must find the subpackages: a wheel of the top package alone would ship an
+    installation that fails on its first import."""
+    import zipfile
+
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
+                            str(scratch), str(REPO)], capture_output=True, text=True,
+                           timeout=300)
+    assert built.returncode == 0, built.stderr
+    [wheel] = scratch.glob("systraq-*.whl")
+    unpacked = scratch / "unpacked"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(unpacked)
+    assert _modules(unpacked) == _modules(REPO)
+    imports = "; ".join(f"import {name}" for name in sorted(_modules(unpacked)))
+    done = subprocess.run([SYSTEM_PYTHON, "-I", "-c",
+                           f"import sys; sys.path.insert(0, {str(unpacked)!r}); {imports}"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_make_install_ships_every_module(scratch: Path) -> None:
+    make("install-files", *staged(scratch))
+    assert _modules(scratch / "usr/local/lib/systraq") == _modules(REPO)

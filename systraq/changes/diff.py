@@ -22,7 +22,7 @@ from systraq.changes.report import (
 )
 from systraq.config import Settings
 from systraq.delivery import DeliveryOutcome, deliver, flush_spool
-from systraq.errors import ExitStatus, StateError
+from systraq.errors import ExitStatus, StateError, SystraqError
 from systraq.layout import BASELINE, REPORTED
 from systraq.snapshot.state import Header, StateReader, verify
 
@@ -100,6 +100,20 @@ def _host(sections: Sequence[ModeReport]) -> str:
     return sections[0].new.host if sections else socket.gethostname()
 
 
+def _sort_by_package(settings: Settings, report: Report) -> None:
+    """Sort the report's changes by what dpkg explains (setting packages.attribute)."""
+    if not settings.packages.attribute or not report.total:
+        return
+    from systraq.packages.attribution import attribute_sections
+
+    try:
+        attribution = attribute_sections(settings, report.modes)
+        if attribution is not None and attribution.sorts_anything:
+            report.attribution = attribution
+    except (SystraqError, OSError) as err:
+        report.modes[0].notes.append(f"changes not sorted by package: {err}")
+
+
 def run_diff(settings: Settings, modes: Sequence[str], *, show: Show,
              against: str = AGAINST_REPORTED, record: bool = True, mail: bool | None = None,
              fmt: str = "text") -> DiffResult:
@@ -130,6 +144,7 @@ def run_diff(settings: Settings, modes: Sequence[str], *, show: Show,
                     pin = pins[mode] = Pin(snapshot, copy, private=(mode == "root"))
                     sections.append(compare_mode(settings, mode, against, pin))
             report = Report(_host(sections), against, sections)
+            _sort_by_package(settings, report)
             outcome = None
             if mail:
                 if report.has_news:

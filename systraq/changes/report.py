@@ -69,6 +69,8 @@ class Report:
     host: str
     against: str  # AGAINST_REPORTED or AGAINST_BASELINE
     modes: list[ModeReport] = field(default_factory=list)
+    # What dpkg explains of the changes (packages.attribution.Attribution), when sorted.
+    attribution: object | None = None
 
     @property
     def changes(self) -> Iterator[tuple[str, Change]]:
@@ -213,7 +215,13 @@ def summary_line(report: Report) -> str:
 def subject(report: Report) -> str:
     """``[Systraq] HOST: 3 changes`` (what the mail's subject says)."""
     total = report.total
-    if total:
+    if total and report.attribution is not None:
+        from systraq.packages.report import grouped_subject_words
+
+        what = grouped_subject_words(report)
+        if report.against == AGAINST_BASELINE:
+            what += " from the baseline"
+    elif total:
         what = f"{total} change{'s' if total != 1 else ''}"
         if report.against == AGAINST_BASELINE:
             what += " from the baseline"
@@ -235,11 +243,28 @@ class Line:
     role: str = ""  # title, mode, first, note, kind, path, field, summary; "" for blank
 
 
+def _grouped_role(text: str) -> str:
+    """What a line of the report sorted by package is, for a terminal's styles."""
+    if not text:
+        return ""
+    if not text.startswith(" "):
+        return "mode" if text.startswith(("pub:", "root:")) else "kind changed"
+    return "path changed" if text.startswith("  ~") else "field"
+
+
 def report_lines(report: Report) -> list[Line]:
     """The text report, line by line: the one layout plain text and the terminal share."""
     since = "the accepted baseline" if report.against == AGAINST_BASELINE else \
         "the last report"
     out = [Line(f"systraq on {show_text(report.host)}: changes since {since}", "title")]
+    if report.attribution is not None:
+        from systraq.packages.report import grouped_sections, grouped_summary
+
+        out += [Line(text, _grouped_role(text)) for text in grouped_sections(report)]
+        summary = grouped_summary(report)
+        if summary:
+            out += [Line(""), Line(summary, "summary")]
+        return out
     for section in report.modes:
         if not section.has_news:
             continue
@@ -322,6 +347,10 @@ def render_json(report: Report) -> str:
                 "fields": json_fields(change)} for mode, change in report.changes]
     document = {"version": JSON_VERSION, "host": show_text(report.host),
                 "against": report.against, "modes": modes, "changes": changes}
+    if report.attribution is not None:
+        from systraq.packages.report import annotate_json
+
+        annotate_json(document, report)
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
