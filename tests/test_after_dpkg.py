@@ -10,7 +10,7 @@ from tests.conftest import Workspace
 def configure(ws: Workspace, what: str) -> None:
     (ws.tree / "f").write_text("x\n")
     ws.write_list("root", str(ws.tree))
-    (ws.config / "systraq.conf").write_text(f'[packages]\nafter_dpkg = "{what}"\n')
+    ws.write_config(f'[packages]\nafter_dpkg = "{what}"\n')
 
 
 def test_by_default_the_hook_does_nothing(ws: Workspace) -> None:
@@ -38,7 +38,7 @@ def test_check_setting_reports_the_operation_at_once(ws: Workspace) -> None:
 
 @pytest.mark.parametrize("value", ['"sometimes"', "true"])
 def test_a_bad_setting_names_file_and_line(ws: Workspace, value: str) -> None:
-    (ws.config / "systraq.conf").write_text(f"[packages]\nafter_dpkg = {value}\n")
+    ws.write_config(f"[packages]\nafter_dpkg = {value}\n")
     done = ws.run("after-dpkg")
     assert done.returncode == 2
     assert done.stderr.startswith(f"systraq: {ws.config}/systraq.conf:2: packages.after_dpkg")

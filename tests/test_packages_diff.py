@@ -43,7 +43,7 @@ def system(ws: Workspace) -> FakeRoot:
     root.install(TOOL_1, OTHER, GONE)
     time.sleep(1.1)  # dpkg.log has whole seconds: the install falls before the snapshot
     ws.write_list("root", str(root.path / "usr"), str(root.path / "etc"))
-    (ws.config / "systraq.conf").write_text(f'[packages]\nroot = "{root.path}"\n')
+    ws.write_config(f'[packages]\nroot = "{root.path}"\n')
     # The md5 cache remembers which package shipped each file (for the purge below).
     assert ws.run("packages").returncode == 0
     for argv in (["snapshot", "--mode", "root"], ["diff"], ["baseline"]):
@@ -140,8 +140,7 @@ def test_a_file_edited_after_the_upgrade_snapshot_is_not_explained(ws: Workspace
 
 def test_attribution_can_be_turned_off(ws: Workspace, system: FakeRoot) -> None:
     upgrade_and_tamper(system)
-    (ws.config / "systraq.conf").write_text(
-        f'[packages]\nroot = "{system.path}"\nattribute = false\n')
+    ws.write_config(f'[packages]\nroot = "{system.path}"\nattribute = false\n')
     ws.run("snapshot", "--mode", "root")
     text = ws.run("diff").stdout
     assert "explained by package operations" not in text
