@@ -106,12 +106,12 @@ def test_a_forged_host_cannot_forge_report_lines_or_mail_headers(ws: Workspace) 
     # The pub account writes its own snapshot with any header it likes (a valid trailer).
     forged = "evil\nchanged (1):\n  /etc/shadow\nSubject: x"
     script = ("import socket, sys\n"
-              f"sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})\n"
+              f"sys.path.insert(0, {str(ws.launcher.library)!r})\n"  # nobody can read it
               f"socket.gethostname = lambda: {forged!r}\n"
               "from systraq.cli import main\n"
               f"main(['--config-dir', {str(ws.config)!r}, '--state-dir', {str(ws.state)!r},"
               " 'snapshot'])\n")
-    forging = as_nobody("/usr/bin/python3", "-c", script)
+    forging = as_nobody(ws.launcher.python, "-I", "-c", script)
     assert forging.returncode == 0, forging.stderr
     text = ws.run("diff", "--no-record")
     assert text.returncode == 1
