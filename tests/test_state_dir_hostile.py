@@ -50,7 +50,7 @@ def test_no_other_account_can_take_roots_locks(ws: Workspace) -> None:
             assert holder.wait(timeout=20) != 0, f"nobody could lock {lock}"
             assert "Permission denied" in holder.stderr.read()
             assert lock.stat().st_mode & 0o777 == 0o600
-        (ws.config / "systraq.conf").write_text("[snapshot]\nlock_timeout = 1\n")
+        ws.write_config("[snapshot]\nlock_timeout = 1\n")
         (ws.tree / "f").write_text("changed")
         assert ws.run("snapshot", "--mode", "all").returncode == 0
         done = ws.run("diff")
