@@ -16,6 +16,8 @@ from systraq.configcheck import check as check_value
 from systraq.errors import ConfigError
 from systraq.filetraq.contentdiff import ORDERS, STYLES
 from systraq.layout import SYSTRAQ_CONF, Layout
+from systraq.rules import Rule, RuleError, parse_rule
+from systraq.rules import book as rule_book
 from systraq.snapshot.hashing import ALGORITHMS
 
 DEFAULT_CONFIG_DIR = Path("/etc/systraq")
@@ -32,6 +34,7 @@ class SnapshotSettings:
     full_rehash_hours: float = 24.0
     workers: int = 0  # cores a snapshot uses; 0: all
     hash_limit: int = 16 << 30  # bytes of one file's data hashed at most; 0: no cap
+    passwd: str = ""  # a passwd(5) file homes come from; "": the system's account database
 
 
 @dataclass(frozen=True)
@@ -93,11 +96,17 @@ class Settings:
     mail: MailSettings = field(default_factory=MailSettings)
     filetraq: FiletraqSettings = field(default_factory=FiletraqSettings)
     daily: DailySettings = field(default_factory=DailySettings)
+    rules: dict[str, Rule] = field(default_factory=dict)  # those [rules] defines
 
     @property
     def layout(self) -> Layout:
         """Where every file of this configuration and state directory lives."""
         return Layout(self.config_dir, self.state_dir)
+
+    @property
+    def rule_book(self) -> dict[str, Rule]:
+        """Every rule a list line may name: the shipped ones and those of [rules]."""
+        return rule_book(self.report.fields, self.rules)
 
 
 # Keys as the file spells them, where they differ from the attribute name.
@@ -171,11 +180,15 @@ def parse_settings(text: str, path: Path, config_dir: Path, state_dir: Path) -> 
         raise ConfigError(f"not valid TOML: {err}", path) from None
     sections: dict[str, Any] = {}
     for section, values in data.items():
-        if section not in _SECTIONS:
-            raise ConfigError(f"unknown section [{section}] (known: {', '.join(_SECTIONS)})",
+        if section not in _SECTIONS and section != "rules":
+            raise ConfigError(f"unknown section [{section}] (known: "
+                              f"{', '.join([*_SECTIONS, 'rules'])})",
                               path, _line_of(text, section, None))
         if not isinstance(values, dict):
             raise ConfigError(f"{section} must be a [section]", path)
+        if section == "rules":
+            sections["rules"] = _parse_rules(values, text, path)
+            continue
         cls = _SECTIONS[section]
         known = _file_keys(section, cls)
         kwargs = {}
@@ -210,6 +223,23 @@ def parse_settings(text: str, path: Path, config_dir: Path, state_dir: Path) -> 
             kwargs[attr] = value
         sections[section] = cls(**kwargs)
     return Settings(config_dir=config_dir, state_dir=state_dir, **sections)
+
+
+def _rule_line(text: str, name: str, key: str | None) -> int | None:
+    """Line of a rule (``[rules.NAME]`` or ``NAME = {...}`` in ``[rules]``), or of its key."""
+    table = f"rules.{name}"
+    line = _line_of(text, table, key) if key else _line_of(text, table, None)
+    return line or _line_of(text, "rules", name)
+
+
+def _parse_rules(values: dict[str, Any], text: str, path: Path) -> dict[str, Rule]:
+    rules = {}
+    for name, value in values.items():
+        try:
+            rules[name] = parse_rule(name, value)
+        except RuleError as err:
+            raise ConfigError(str(err), path, _rule_line(text, err.name, err.key)) from None
+    return rules
 
 
 def load_settings(config_dir: Path | str, state_dir: Path | str) -> Settings:

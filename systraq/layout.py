@@ -91,6 +91,10 @@ class Layout:
     def snapshot_lock(self, mode: str) -> Path:
         return self.mode_dir(mode) / "snapshot.lock"
 
+    def overlaps_said(self, mode: str) -> Path:
+        """The list lines a mode's snapshot last said overlap the other mode's (said once)."""
+        return self.mode_dir(mode) / "overlaps.said"
+
     def copy(self, kind: str, mode: str, uid: int | None = None) -> Path:
         """The reported or baseline copy of a mode (kind: REPORTED or BASELINE), kept by
         the account that reports."""

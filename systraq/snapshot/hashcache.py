@@ -80,6 +80,7 @@ class ReusePolicy:
     racy_after_ns: int  # an mtime or ctime at or after this is racy
     rehash: RehashWindow = RehashWindow(0, 0)  # files read again even when unchanged
     upgrade: bool = False  # previous lines lack columns of this format (state.kept_line)
+    reuse: bool = True  # False: lines are there for growing files' chains, not for reuse
 
 
 class PreviousSnapshot:
@@ -98,11 +99,14 @@ class PreviousSnapshot:
 
     @classmethod
     def open(cls, path: Path, algorithm: str, full_rehash_hours: float,
-             now_ns: int | None = None) -> PreviousSnapshot | None:
+             now_ns: int | None = None, *, reuse: bool = True, chains: bool = False
+             ) -> PreviousSnapshot | None:
         """The previous snapshot if its hashes may be reused (None: hash everything).
 
         ``now_ns`` is the new snapshot's start: files whose phase passed since the previous
-        one started are read again.
+        one started are read again. With ``chains`` (growing files are listed), a snapshot
+        whose hashes may not be reused (``reuse`` off, or every file due) is still opened,
+        for those files' previous lengths and hashes (``ReusePolicy.reuse`` off).
         """
         now_ns = now_ns or time.time_ns()
         try:
@@ -125,9 +129,11 @@ class PreviousSnapshot:
         else:
             since = now_ns - interval_ns
         window = RehashWindow.between(since, now_ns, interval_ns)
-        if window.everything:
+        if window.everything or not reuse:
             log.debug("hashcache: every file is due for its rehash")
-            return None
+            if not chains:
+                return None
+            return cls(path, header, ReusePolicy(racy_after_ns=0, reuse=False), entries)
         policy = ReusePolicy(racy_after_ns=header.created_ns - RACY_MARGIN_NS, rehash=window,
                              upgrade=not header.records_attributes)
         return cls(path, header, policy, entries)
