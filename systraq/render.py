@@ -146,7 +146,10 @@ class Terminal:
                       "kind changed": "bold yellow", "kind added": "bold green",
                       "kind removed": "bold red", "path changed": "yellow",
                       "path added": "green", "path removed": "red", "field": "",
-                      "summary": "bold"}
+                      "summary": "bold", "kind attention": "bold white on red",
+                      "path attention": "bold red", "reason": "red",
+                      "kind lost": "bold magenta", "path lost": "magenta",
+                      "kind regained": "bold green", "path regained": "green"}
 
     def _rich_report(self, report: Report) -> None:
         # File names are data: rich Text, never markup, never :emoji: codes.

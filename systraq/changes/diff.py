@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from systraq import runlog
+from systraq.changes.blindspots import blind_spots, first_note
 from systraq.changes.compare import compare_states
 from systraq.changes.copies import Pin, check_mode, header_of, report_lock, same_snapshot
+from systraq.changes.judging import judge_for
 from systraq.changes.report import (
     AGAINST_REPORTED,
     ModeReport,
@@ -70,10 +72,11 @@ def compare_mode(settings: Settings, mode: str, against: str, pin: Pin | None = 
                 if not same_hash:
                     section.notes.append(_hash_note(old, new, against))
                 unrecorded: set[str] = set()
-                section.changes = list(compare_states(old_reader, new_reader,
-                                                      settings.report.fields,
-                                                      compare_hash=same_hash,
-                                                      unrecorded=unrecorded))
+                judge = judge_for(settings, mode)
+                section.changes = judge.finish(
+                    compare_states(old_reader, new_reader, settings.report.fields,
+                                   compare_hash=same_hash, unrecorded=unrecorded,
+                                   rule_of=judge.rule_of), section.notes)
                 if unrecorded:
                     section.notes.append(attributes_note(unrecorded, against))
                 section.entries = new_reader.entries
@@ -98,6 +101,17 @@ class DiffResult:
 
 def _host(sections: Sequence[ModeReport]) -> str:
     return sections[0].new.host if sections else socket.gethostname()
+
+
+def _one_report_per_path(sections: Sequence[ModeReport]) -> None:
+    """A path both modes report (the pub account could not read the root lists, so both
+    scanned it) is reported in root mode only."""
+    modes = {section.mode: section for section in sections}
+    if "pub" not in modes or "root" not in modes:
+        return
+    root_paths = {change.path for change in modes["root"].changes}
+    if root_paths:
+        modes["pub"].changes = [c for c in modes["pub"].changes if c.path not in root_paths]
 
 
 def run_diff(settings: Settings, modes: Sequence[str], *, show: Show,
@@ -129,6 +143,16 @@ def run_diff(settings: Settings, modes: Sequence[str], *, show: Show,
                     # the next run instead of being reported now and recorded never.
                     pin = pins[mode] = Pin(snapshot, copy, private=(mode == "root"))
                     sections.append(compare_mode(settings, mode, against, pin))
+            for section in sections:
+                if section.first:  # its blind spots begin here
+                    pin = pins.get(section.mode)
+                    source = pin.path if pin is not None and pin.path is not None else \
+                        layout.snapshot(section.mode)
+                    with pin.naming() if pin is not None else contextlib.nullcontext():
+                        spots = blind_spots(source, settings.daily.max_lines)
+                    if spots.count:
+                        section.notes.append(first_note(spots, section.mode))
+            _one_report_per_path(sections)
             report = Report(_host(sections), against, sections)
             outcome = None
             if mail:

@@ -22,15 +22,9 @@ from systraq.fs.privilege import pub_account, stream_as
 from systraq.layout import MODES
 from systraq.snapshot.hashcache import PreviousSnapshot
 from systraq.snapshot.hashing import new_hasher
-from systraq.snapshot.listfiles import (
-    Pattern,
-    home_directories,
-    parse_homelist,
-    parse_list,
-    select,
-)
+from systraq.snapshot.listfiles import Pattern, home_directories, select
 from systraq.snapshot.overlap import overlaps
-from systraq.snapshot.pathrules import PathRules, rule_lines
+from systraq.snapshot.pathrules import PathRules, mode_lists, rule_lines
 from systraq.snapshot.scan import Scanner, ScanStats
 from systraq.snapshot.state import Header, StateWriter
 from systraq.statedir import own_dir, pub_dir_for
@@ -81,16 +75,6 @@ def default_modes(settings: Settings) -> tuple[str, ...]:
         raise SystraqError("only the root lists are configured, and the root snapshot "
                            "reads files only root can read: run it as root")
     return ("pub",)
-
-
-def mode_lists(settings: Settings, mode: str) -> tuple[list[Pattern], list[Pattern]]:
-    """A mode's list and homelist lines (empty when the file is absent)."""
-    names = tuple(settings.rule_book)
-    list_file = settings.layout.list_file(mode, "list")
-    home_file = settings.layout.list_file(mode, "homelist")
-    lists = parse_list(list_file, names) if list_file.exists() else []
-    homelists = parse_homelist(home_file, names) if home_file.exists() else []
-    return lists, homelists
 
 
 def _plan(settings: Settings, mode: str) -> _Plan:

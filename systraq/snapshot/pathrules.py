@@ -15,9 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from systraq.config import Settings
 from systraq.patterns import components, has_glob, match_name
 from systraq.rules import DEFAULT
-from systraq.snapshot.listfiles import Pattern
+from systraq.snapshot.listfiles import Pattern, home_directories, parse_homelist, parse_list
 
 INCLUDE, EXCLUDE, YIELD, UNYIELD = range(4)
 
@@ -165,6 +166,11 @@ class PathRules:
     def rule_of(self, path: bytes) -> str:
         return self.scope(path).rule
 
+    def covers(self, path: bytes) -> bool:
+        """Whether a line of this mode's own covers ``path`` and no exclusion does."""
+        scope = self.scope(path)
+        return scope.rank[0] >= 0 and not scope.excluded
+
     def pruned(self, path: bytes) -> bool:
         """Whether nothing at or below ``path`` is recorded."""
         return self.scope(path).prune
@@ -198,3 +204,23 @@ def rule_lines(lists: Sequence[Pattern], homelists: Sequence[Pattern], homes: Se
     add(yield_to, False, True)
     add(yield_homelists, True, True)
     return out
+
+
+def mode_lists(settings: Settings, mode: str) -> tuple[list[Pattern], list[Pattern]]:
+    """A mode's list and homelist lines (none where the file is absent)."""
+    names = tuple(settings.rule_book)
+    list_file = settings.layout.list_file(mode, "list")
+    home_file = settings.layout.list_file(mode, "homelist")
+    lists = parse_list(list_file, names) if list_file.exists() else []
+    homelists = parse_homelist(home_file, names) if home_file.exists() else []
+    return lists, homelists
+
+
+def mode_rules(settings: Settings, mode: str, homes: Sequence[bytes] | None = None
+               ) -> PathRules:
+    """The rule lines of a mode's lists, as a report judges its paths by them."""
+    lists, homelists = mode_lists(settings, mode)
+    if homes is None:
+        homes = home_directories(settings.snapshot.passwd) if homelists else []
+    growing = [name for name, rule in settings.rule_book.items() if rule.growing]
+    return PathRules(rule_lines(lists, homelists, homes, growing))
