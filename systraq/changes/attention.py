@@ -61,7 +61,8 @@ def capability_flags(text: str | None) -> dict[str, frozenset[str]]:
 
 def _widened_caps(old: str | None, new: str | None) -> list[str]:
     before, after = capability_flags(old), capability_flags(new)
-    return [name for name, held in sorted(after.items())
+    return [f"{name}={''.join(f for f in 'eip' if f in held)}"
+            for name, held in sorted(after.items())
             if not held <= before.get(name, frozenset())]
 
 
