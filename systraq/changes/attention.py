@@ -3,12 +3,13 @@
 A change is a privilege change when it gives something more power or more people power
 over it (added entries count when they arrive so):
 
-* a setuid or setgid bit that appears on anything but a directory;
+* a setuid or setgid bit that appears on a regular file;
 * a file capability added or widened (``cap_setuid+ep``: root without setuid);
 * an ACL entry that lets a named user or group write where it could not;
 * an entry that becomes root's in the home of another account (homes from the passwd
   source the snapshot uses): what root owns there, its user cannot take back;
-* a world-writable bit on a file, or on a directory without the sticky bit.
+* a world-writable bit on a regular file, or on a directory without the sticky bit
+  (devices, FIFOs and sockets are often world-writable by design).
 
 Only what the path's rule compares counts: a change the report does not show gives no
 reason either.
@@ -107,7 +108,7 @@ class Homes:
 
 def _loose(entry: Entry | None) -> bool:
     """World-writable in a way that lets anyone replace what is there."""
-    if entry is None or entry.type == "l" or not entry.perms & stat.S_IWOTH:
+    if entry is None or entry.type not in ("f", "d") or not entry.perms & stat.S_IWOTH:
         return False
     return not (entry.type == "d" and entry.perms & stat.S_ISVTX)
 
@@ -119,7 +120,7 @@ def reasons(change: Change, homes: Homes) -> tuple[str, ...]:
     new, old, fields = change.new, change.old, change.fields
     arrives = change.kind == ADDED
     found = []
-    if "perms" in fields and new.type not in ("d", "l"):
+    if "perms" in fields and new.type == "f":
         for bit, word in ((stat.S_ISUID, "setuid"), (stat.S_ISGID, "setgid")):
             if new.perms & bit and (old is None or not old.perms & bit):
                 found.append(f"arrives {word}" if arrives else f"{word} bit set")

@@ -24,7 +24,6 @@ from systraq.snapshot.entry import OK, Entry
 from systraq.snapshot.hashing import Digest
 
 MARK = "appended="
-_MARK_BYTES = MARK.encode()
 # Columns of an entry line (systraq.snapshot.state.COLUMNS) read here.
 _TYPE, _SIZE, _STATUS, _HASH = 1, 7, 13, 14
 
@@ -97,8 +96,3 @@ def only_appended(old: Entry, new: Entry, old_created_ns: int) -> bool:
         return False
     since, _ = split_mark(new.hash)
     return since is not None and since <= old_created_ns and new.size >= old.size
-
-
-def has_mark(line: bytes) -> bool:
-    """Whether an entry line's hash carries the mark (cheap: for tests and tools)."""
-    return b"\t" + _MARK_BYTES in line
