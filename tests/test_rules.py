@@ -137,6 +137,17 @@ def test_excluded_paths_never_appear_in_a_snapshot_or_report(ws: Workspace) -> N
     assert ws.run("check").returncode == 0  # nothing to say
 
 
+def test_a_path_excluded_later_is_not_reported_as_removed(ws: Workspace) -> None:
+    (ws.tree / "mtab").write_text("a\n")
+    (ws.tree / "hosts").write_text("b\n")
+    _settle(ws, str(ws.tree))
+    ws.write_list("pub", str(ws.tree), f"!{ws.tree}/mtab")
+    done = ws.run("check")
+    assert done.returncode == 1
+    assert "mtab" not in done.stdout
+    assert "note: 1 entry the lists now exclude left this snapshot" in done.stdout
+
+
 def test_an_excluded_directory_is_not_even_entered(ws: Workspace) -> None:
     trap = ws.tree / "trap"
     trap.mkdir()

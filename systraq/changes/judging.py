@@ -14,7 +14,7 @@ from systraq.config import Settings
 from systraq.pathcodec import escape
 from systraq.rules import Rule
 from systraq.snapshot.listfiles import accounts_homes
-from systraq.snapshot.pathrules import PathRules, mode_rules
+from systraq.snapshot.pathrules import EXCLUDE, PathRules, mode_rules
 
 
 @dataclass
@@ -22,15 +22,19 @@ class Judge:
     rule_of: Callable[[bytes], Rule] | None  # None: every path under the default rule
     homes: Homes
     root_rules: PathRules | None = None  # for the pub mode: what the root lists cover
+    own_rules: PathRules | None = None  # this mode's lines, for what they now exclude
 
     def finish(self, changes: Iterable[Change], notes: list[str]) -> list[Change]:
         """Mark privilege changes; drop what left the pub snapshot for the root one, and
         what is no longer seen below a directory the scan can no longer look into."""
         kept = []
-        handed_over = 0
+        handed_over = excluded = 0
         lost: dict[bytes, int] = {}  # directories now blind → entries unseen below
         for change in changes:  # in path order: a directory before what is below it
             if change.kind == REMOVED:
+                if self.own_rules is not None and self.own_rules.scope(change.path).excluded:
+                    excluded += 1
+                    continue
                 if self.root_rules is not None and self.root_rules.covers(change.path):
                     handed_over += 1
                     continue
@@ -46,6 +50,9 @@ class Judge:
             notes.append(f"{handed_over} entr{'y' if handed_over == 1 else 'ies'} the root "
                          "lists cover too left this snapshot: they are scanned and reported "
                          "in root mode only")
+        if excluded:
+            notes.append(f"{excluded} entr{'y' if excluded == 1 else 'ies'} the lists now "
+                         "exclude left this snapshot (not reported as removed)")
         for directory, unseen in lost.items():
             if unseen:
                 notes.append(f"{unseen} entr{'y' if unseen == 1 else 'ies'} below "
@@ -83,4 +90,5 @@ def judge_for(settings: Settings, mode: str) -> Judge:
         if any(p.exists() for p in root_files) and \
                 all(os.access(p, os.R_OK) for p in root_files if p.exists()):
             root_rules = mode_rules(settings, "root", homes)
-    return Judge(rule_of, Homes(accounts), root_rules)
+    excluding = rules if any(line.kind == EXCLUDE for line in rules.lines) else None
+    return Judge(rule_of, Homes(accounts), root_rules, excluding)
