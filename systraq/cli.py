@@ -16,8 +16,9 @@ from systraq.config import (
     load_settings,
 )
 from systraq.errors import ConfigError, ExitStatus, SystraqError
-from systraq.layout import MODES
+from systraq.layout import MODES, Layout
 from systraq.render import Terminal
+from systraq.setup import SCHEDULERS, scheduled_gate
 from systraq.snapshot.hashing import ALGORITHMS
 
 # The core modules are imported by the commands that use them: each cron job loads only
@@ -56,11 +57,22 @@ pass_context = click.make_pass_decorator(Context)
 @click.option("--state-dir", type=click.Path(path_type=Path), envvar="SYSTRAQ_STATE_DIR",
               default=DEFAULT_STATE_DIR, show_default=True, show_envvar=True,
               help="Where snapshots, reports and the backup store are kept.")
+@click.option("--scheduled-by", type=click.Choice(SCHEDULERS), default=None,
+              help="Given by the cron file and the systemd units: until `systraq init` has "
+                   "run, say so in one line and exit 0; when init chose the other "
+                   "scheduler, exit 0 silently.")
 @click.version_option(__version__, prog_name="systraq")
 @click.pass_context
-def cli(ctx: click.Context, config_dir: Path, state_dir: Path) -> None:
+def cli(ctx: click.Context, config_dir: Path, state_dir: Path, scheduled_by: str | None
+        ) -> None:
     """File integrity monitor: snapshot files, report what changed, once."""
     ctx.obj = Context(config_dir, state_dir)
+    if scheduled_by and not {"--help", "-h"} & set(ctx.protected_args + ctx.args):
+        gate = scheduled_gate(Layout(config_dir, state_dir), scheduled_by)
+        if not gate.run:
+            if gate.message:
+                ctx.obj.terminal.line(gate.message)
+            ctx.exit(ExitStatus.OK)
 
 
 @cli.command()
@@ -174,9 +186,12 @@ def check(ctx: click.Context, mode: str | None, against_baseline: bool, fmt: str
 @cli.command()
 @click.option("--mode", type=MODE_CHOICES, default=None,
               help="Which snapshots to accept (default: every mode that has one).")
+@click.option("--explained", is_flag=True,
+              help="Accept only the differences package operations explain (dpkg installed "
+                   "exactly what the package ships), leaving every other one standing.")
 @click.argument("paths", nargs=-1, metavar="[PATH]...")
 @pass_context
-def baseline(obj: Context, mode: str | None, paths: tuple[str, ...]) -> None:
+def baseline(obj: Context, mode: str | None, explained: bool, paths: tuple[str, ...]) -> None:
     """Accept the newest snapshot as the trusted baseline.
 
     With PATHs (absolute paths or globs; a directory covers everything below it), accept
@@ -185,11 +200,14 @@ def baseline(obj: Context, mode: str | None, paths: tuple[str, ...]) -> None:
     from systraq.changes.baseline import accept_baseline
     from systraq.changes.copies import resolve_modes
 
+    if explained and paths:
+        raise click.UsageError("--explained takes no PATH")
     modes = resolve_modes(obj.settings, mode)
     terminal = obj.terminal
     show = (lambda report: terminal.report(report)) if terminal.interactive else None
-    outcome = accept_baseline(obj.settings, modes, paths, show=show)
-    terminal.baseline_summary(outcome, partial=bool(paths))
+    outcome = accept_baseline(obj.settings, modes, paths, show=show, explained=explained)
+    terminal.baseline_summary(outcome, partial=bool(paths) or explained,
+                              explained=explained)
 
 
 @cli.command()
@@ -340,6 +358,105 @@ def _claim_standard_streams() -> list[int]:
     if 2 in closed:
         sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 (the process's own stderr)
     return closed
+
+
+@cli.command()
+@click.option("--create-user", is_flag=True,
+              help="Create the pub account (snapshot.pub_user, default systraq) when it is "
+                   "missing: a system account with its own group, no login.")
+@click.option("--scheduler", type=click.Choice(SCHEDULERS), default=None,
+              help="Who runs the jobs: cron (/etc/cron.d/systraq) or the systemd timers "
+                   "(default: the one chosen before, else cron).")
+@click.option("--mail-to", multiple=True, metavar="ADDRESS",
+              help="Where reports go (mail.to; repeatable; default: root).")
+@click.option("--yes", "-y", "assume_yes", is_flag=True,
+              help="Do it without asking.")
+@click.option("--dry-run", is_flag=True, help="Show the plan and change nothing.")
+@click.pass_context
+def init(ctx: click.Context, create_user: bool, scheduler: str | None,
+         mail_to: tuple[str, ...], assume_yes: bool, dry_run: bool) -> None:
+    """Set this host up, or take over from Debian's systraq and filetraq.
+
+    Plans, shows the plan, then (asked, or with --yes) creates the config dir from the
+    shipped examples (never over a file), the account and the state directory, takes over
+    what Debian's systraq and filetraq left, takes the first snapshots, the first filetraq
+    run and the baseline, and says what comes next. A second run changes nothing.
+    Exit status: 0 done (or nothing to do), 2 trouble or not confirmed.
+    """
+    from systraq.setup.init import InitOptions, carry_out, make_plan
+
+    obj: Context = ctx.obj
+    terminal = obj.terminal
+    options = InitOptions(create_user=create_user, scheduler=scheduler, mail_to=mail_to)
+    plan = make_plan(obj.settings, options, commands=cli.commands)
+    terminal.setup_plan(plan, dry_run=dry_run)
+    if dry_run or plan.nothing_to_do:
+        ctx.exit(ExitStatus.TROUBLE if plan.blockers else ExitStatus.OK)
+    if plan.blockers:
+        ctx.exit(ExitStatus.TROUBLE)
+    if os.geteuid() != 0:
+        raise SystraqError("systraq init changes the system (accounts, owners): run it as root")
+    if not assume_yes:
+        if not sys.stdin.isatty():
+            raise SystraqError("not confirmed: run systraq init --yes to go ahead without "
+                               "being asked")
+        if not click.confirm("Go ahead?", default=False):
+            raise SystraqError("nothing changed")
+    for done in carry_out(plan):
+        terminal.setup_step_done(done)
+    terminal.setup_done(plan)
+
+
+@cli.command()
+@click.option("--root", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Check the packages installed in this tree, by its own dpkg database "
+                   "(default from systraq.conf: packages.root, /).")
+@click.option("--admindir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="The dpkg database directory (default: ROOT/var/lib/dpkg).")
+@click.option("--changed", is_flag=True,
+              help="Print only the paths that differ from their package, one per line "
+                   "(as debsums -c).")
+@click.option("--conffiles", is_flag=True,
+              help="Check conffiles instead of the other files (as debsums -e): an edited "
+                   "conffile is normal, so they are checked apart.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Report as text grouped by package, or one JSON object.")
+@pass_context
+def packages(obj: Context, root: Path | None, admindir: Path | None, changed: bool,
+             conffiles: bool, fmt: str) -> int:
+    """Check installed package files against dpkg's md5sums (debsums, dpkg --verify).
+
+    Reports files whose content differs, files missing, and packages without md5sums;
+    with --conffiles, conffiles instead. md5s of unchanged files are reused from the
+    cache in the state dir. Exit status: 0 all match, 1 findings, 2 trouble.
+    """
+    from systraq.packages.verify import run_packages
+
+    result = run_packages(obj.settings, None if root is None else str(root),
+                          None if admindir is None else str(admindir), conffiles=conffiles)
+    obj.terminal.packages_report(result, fmt, changed)
+    return result.status
+
+
+@cli.command("after-dpkg")
+@click.pass_context
+def after_dpkg(ctx: click.Context) -> None:
+    """Run by the apt hook after each package operation: what packages.after_dpkg says.
+
+    nothing (the default); snapshot: a snapshot of every mode with a list file, so the
+    files are recorded as dpkg left them; check: that snapshot, then a diff, so the
+    report covers the package operation alone and a later change is reported apart.
+    """
+    from systraq.changes.copies import configured_modes
+
+    obj: Context = ctx.obj
+    what = obj.settings.packages.after_dpkg
+    if what == "nothing":
+        ctx.exit(ExitStatus.OK)
+    modes = configured_modes(obj.settings)
+    _snapshot(obj, modes)
+    ctx.exit(_diff(obj, modes, False, "text", None, False) if what == "check"
+             else ExitStatus.OK)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -88,6 +88,15 @@ class DailySettings:
 
 
 @dataclass(frozen=True)
+class PackagesSettings:
+    root: str = "/"  # the tree whose dpkg database is read
+    admindir: str = ""  # empty: ROOT/var/lib/dpkg
+    reverify_days: float = 7.0  # no cached md5 is older; 0: no cache
+    attribute: bool = True  # diff sorts changes by what dpkg explains
+    after_dpkg: str = "nothing"  # what the apt hook does: nothing, snapshot or check
+
+
+@dataclass(frozen=True)
 class Settings:
     config_dir: Path = DEFAULT_CONFIG_DIR
     state_dir: Path = DEFAULT_STATE_DIR
@@ -96,6 +105,7 @@ class Settings:
     mail: MailSettings = field(default_factory=MailSettings)
     filetraq: FiletraqSettings = field(default_factory=FiletraqSettings)
     daily: DailySettings = field(default_factory=DailySettings)
+    packages: PackagesSettings = field(default_factory=PackagesSettings)
     rules: dict[str, Rule] = field(default_factory=dict)  # those [rules] defines
 
     @property
@@ -116,6 +126,7 @@ _CHOICES = {
     ("mail", "transport"): ("sendmail", "smtp"),
     ("filetraq", "diff_style"): STYLES,
     ("filetraq", "diff_order"): ORDERS,
+    ("packages", "after_dpkg"): ("nothing", "snapshot", "check"),
 }
 _SECTIONS = {
     "snapshot": SnapshotSettings,
@@ -123,6 +134,7 @@ _SECTIONS = {
     "mail": MailSettings,
     "filetraq": FiletraqSettings,
     "daily": DailySettings,
+    "packages": PackagesSettings,
 }
 
 

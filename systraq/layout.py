@@ -23,6 +23,8 @@ IGNORE_DIR = "ignore.d"
 EXTENSION_DIR = "systraq.d"
 SUMS = "systraq.sums"
 LEGACY_SUMS = "systraq.md5sums"
+SETUP_MARKER = "initialized"
+ARCHIVE_DIR = "archive"
 
 
 def list_name(mode: str, kind: str) -> str:
@@ -116,9 +118,28 @@ class Layout:
         return self.account_dir(uid) / "reports"
 
     @property
+    def packages_cache(self) -> Path:
+        """The md5 cache of package files (root's alone: STATE/root is 0700)."""
+        return self.state_dir / "root" / "packages.cache"
+
+    @property
     def store(self) -> Path:
         """The filetraq backup store."""
         return self.state_dir / STORE_DIR
+
+    @property
+    def setup_marker(self) -> Path:
+        """Written by ``systraq init`` as its last step; scheduled jobs run once it exists."""
+        return self.state_dir / SETUP_MARKER
+
+    def archive(self, name: str) -> Path:
+        """Where ``systraq init`` keeps files it took over and no longer uses (root's, 0700)."""
+        return self.state_dir / ARCHIVE_DIR / name
+
+    @property
+    def forward(self) -> Path:
+        """The ~/.forward of an account whose home is the state directory."""
+        return self.state_dir / ".forward"
 
     def flat(self, name: str) -> Path:
         """A file of the flat layout earlier versions used (``STATE/NAME``), to migrate."""

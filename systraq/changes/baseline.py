@@ -17,7 +17,7 @@ from systraq.errors import SystraqError
 from systraq.layout import BASELINE
 from systraq.pathcodec import EscapeError, escape, unescape
 from systraq.patterns import components, covers
-from systraq.snapshot.state import StateReader, StateWriter
+from systraq.snapshot.state import Header, StateReader, StateWriter
 
 Show = Callable[[Report], None]
 
@@ -105,8 +105,34 @@ def _accept_all(settings: Settings, mode: str, show: Show | None, host: str
         pin.discard()
 
 
-def _accept_paths(settings: Settings, mode: str, selection: PathSelection, show: Show | None,
-                  host: str) -> BaselineResult:
+class ExplainedSelection:
+    """The paths whose difference a package operation accounts for (baseline --explained)."""
+
+    def __init__(self, paths: set[bytes]) -> None:
+        self.paths = paths
+
+    def matches(self, path: bytes) -> bool:
+        return path in self.paths
+
+    def unmatched(self) -> list[str]:
+        return []
+
+
+def _accept_explained(settings: Settings, mode: str, show: Show | None, host: str
+                      ) -> BaselineResult:
+    """Accept exactly the differences from the baseline that package operations explain."""
+    from systraq.packages.attribution import attribute_sections
+
+    section = compare_mode(settings, mode, AGAINST_BASELINE)
+    attribution = attribute_sections(settings, [section])
+    paths = attribution.accounted(mode) if attribution is not None else set()
+    return _accept_paths(settings, mode, ExplainedSelection(paths), show, host,
+                         expected=section.new)
+
+
+def _accept_paths(settings: Settings, mode: str,
+                  selection: PathSelection | ExplainedSelection, show: Show | None,
+                  host: str, expected: Header | None = None) -> BaselineResult:
     """Write a baseline that takes the snapshot's entries at the selected paths only."""
     snapshot, target = settings.layout.snapshot(mode), settings.layout.copy(BASELINE, mode)
     fields = settings.report.fields
@@ -114,6 +140,9 @@ def _accept_paths(settings: Settings, mode: str, selection: PathSelection, show:
         new_reader = stack.enter_context(StateReader(snapshot))
         check_mode(new_reader, mode)
         new = new_reader.header
+        if expected is not None and new != expected:
+            raise SystraqError("a new snapshot was taken meanwhile: run the command again",
+                               snapshot)
         old_reader: StateReader | None = None
         if target.exists():
             old_reader = stack.enter_context(StateReader(target))
@@ -148,8 +177,9 @@ def _accept_paths(settings: Settings, mode: str, selection: PathSelection, show:
 
 
 def accept_baseline(settings: Settings, modes: Sequence[str], paths: Sequence[str] = (),
-                    show: Show | None = None) -> BaselineOutcome:
-    """Make each mode's newest snapshot its baseline, or only its differences at ``paths``.
+                    show: Show | None = None, explained: bool = False) -> BaselineOutcome:
+    """Make each mode's newest snapshot its baseline, or only its differences at ``paths``
+    (or, ``explained``, only those package operations explain).
 
     ``show`` (a terminal) is handed what is being accepted before it is made the baseline.
     """
@@ -158,7 +188,9 @@ def accept_baseline(settings: Settings, modes: Sequence[str], paths: Sequence[st
     with report_lock(settings):
         for mode in modes:
             host = header_of(settings.layout.snapshot(mode), mode).host
-            if selection is None:
+            if explained:
+                results.append(_accept_explained(settings, mode, show, host))
+            elif selection is None:
                 results.append(_accept_all(settings, mode, show, host))
             else:
                 results.append(_accept_paths(settings, mode, selection, show, host))

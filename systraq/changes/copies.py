@@ -22,7 +22,7 @@ from systraq.fs.atomic import AtomicFile
 from systraq.fs.lock import locked
 from systraq.layout import MODES
 from systraq.snapshot.state import Header, StateReader, open_state
-from systraq.statedir import own_dir
+from systraq.statedir import migrate_flat_layout, own_dir
 
 _COPY_CHUNK = 1 << 20
 _TRAILER_BYTES = 256
@@ -42,6 +42,8 @@ def configured_modes(settings: Settings) -> tuple[str, ...]:
 def resolve_modes(settings: Settings, choice: str | None) -> tuple[str, ...]:
     """The modes a command works on: the one asked for, or every mode with a snapshot."""
     layout = settings.layout
+    if os.geteuid() == 0:
+        migrate_flat_layout(settings)
     if choice is not None:
         modes = MODES if choice == "all" else (choice,)
         for mode in modes:

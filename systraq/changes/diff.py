@@ -24,7 +24,7 @@ from systraq.changes.report import (
 )
 from systraq.config import Settings
 from systraq.delivery import DeliveryOutcome, deliver, flush_spool
-from systraq.errors import ExitStatus, StateError
+from systraq.errors import ExitStatus, StateError, SystraqError
 from systraq.layout import BASELINE, REPORTED
 from systraq.snapshot.state import Header, StateReader, verify
 
@@ -114,6 +114,20 @@ def _one_report_per_path(sections: Sequence[ModeReport]) -> None:
         modes["pub"].changes = [c for c in modes["pub"].changes if c.path not in root_paths]
 
 
+def _sort_by_package(settings: Settings, report: Report) -> None:
+    """Sort the report's changes by what dpkg explains (setting packages.attribute)."""
+    if not settings.packages.attribute or not report.total:
+        return
+    from systraq.packages.attribution import attribute_sections
+
+    try:
+        attribution = attribute_sections(settings, report.modes)
+        if attribution is not None and attribution.sorts_anything:
+            report.attribution = attribution
+    except (SystraqError, OSError) as err:
+        report.modes[0].notes.append(f"changes not sorted by package: {err}")
+
+
 def run_diff(settings: Settings, modes: Sequence[str], *, show: Show,
              against: str = AGAINST_REPORTED, record: bool = True, mail: bool | None = None,
              fmt: str = "text") -> DiffResult:
@@ -154,6 +168,7 @@ def run_diff(settings: Settings, modes: Sequence[str], *, show: Show,
                         section.notes.append(first_note(spots, section.mode))
             _one_report_per_path(sections)
             report = Report(_host(sections), against, sections)
+            _sort_by_package(settings, report)
             outcome = None
             if mail:
                 if report.has_news:

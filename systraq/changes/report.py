@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from systraq.changes.compare import (
     ADDED,
@@ -100,6 +100,8 @@ class Report:
     host: str
     against: str  # AGAINST_REPORTED or AGAINST_BASELINE
     modes: list[ModeReport] = field(default_factory=list)
+    # What dpkg explains of the changes (packages.attribution.Attribution), when sorted.
+    attribution: object | None = None
 
     @property
     def changes(self) -> Iterator[tuple[str, Change]]:
@@ -262,7 +264,15 @@ def subject(report: Report) -> str:
     changes`` (what the mail's subject says)."""
     total = report.total
     privileged = len(report.attention)
-    if total:
+    if total and report.attribution is not None:
+        from systraq.packages.report import grouped_subject_words
+
+        what = grouped_subject_words(report)
+        if privileged:
+            what = f"{_privilege_count(privileged)}; {what}"
+        if report.against == AGAINST_BASELINE:
+            what += " from the baseline"
+    elif total:
         rest = total - privileged
         what = f"{rest} {'other ' if privileged else ''}change{'s' if rest != 1 else ''}"
         if privileged:
@@ -316,19 +326,40 @@ def _change_lines(change: Change, role: str, tag: str = "") -> list[Line]:
     return out
 
 
+def _grouped_role(text: str) -> str:
+    """What a line of the report sorted by package is, for a terminal's styles."""
+    if not text:
+        return ""
+    if not text.startswith(" "):
+        return "mode" if text.startswith(("pub:", "root:")) else "kind changed"
+    return "path changed" if text.startswith("  ~") else "field"
+
+
 def report_lines(report: Report) -> list[Line]:
     """The text report, line by line: the one layout plain text and the terminal share."""
     since = "the accepted baseline" if report.against == AGAINST_BASELINE else \
         "the last report"
     out = [Line(f"systraq on {show_text(report.host)}: changes since {since}", "title")]
     attention = report.attention
+    several = len({mode for mode, _ in report.changes}) > 1
     if attention:
-        several = len({mode for mode, _ in report.changes}) > 1
         out.append(Line(""))
         out.append(Line(f"{_GROUP_TITLES[ATTENTION]} ({len(attention)}):",
                         f"kind {ATTENTION}"))
         for mode, change in attention:
             out.extend(_change_lines(change, ATTENTION, f"  [{mode}]" if several else ""))
+    if report.attribution is not None:
+        from systraq.packages.report import grouped_sections, grouped_summary
+
+        # The privilege changes led: the sections sorted by package show the others.
+        rest = replace(report, modes=[replace(s, changes=[c for c in s.changes
+                                                          if not c.reasons])
+                                      for s in report.modes])
+        out += [Line(text, _grouped_role(text)) for text in grouped_sections(rest)]
+        summary = grouped_summary(report)
+        if summary:
+            out += [Line(""), Line(summary, "summary")]
+        return out
     for section in report.modes:
         rest = [c for c in section.changes if not c.reasons]
         if not (rest or section.notes or section.first):
@@ -404,10 +435,15 @@ def render_json(report: Report) -> str:
     changes = [{"mode": mode, "path": escape(change.path), "kind": change.kind,
                 "fields": json_fields(change), "attention": bool(change.reasons),
                 "reasons": list(change.reasons), "watch": watch_state(change) or None}
-               for mode, change in report.attention + [
-                   (mode, c) for mode, c in report.changes if not c.reasons]]
+               for mode, change in report.changes]
     document = {"version": JSON_VERSION, "host": show_text(report.host),
                 "against": report.against, "modes": modes, "changes": changes}
+    if report.attribution is not None:
+        from systraq.packages.report import annotate_json
+
+        annotate_json(document, report)  # item by item, in report order
+    # Privilege changes lead, the others keep their order.
+    changes.sort(key=lambda item: not item["attention"])
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 

@@ -25,7 +25,7 @@ from systraq.daily.context import DailyContext, capped, local_time, present
 from systraq.daily.report import FIRST, Section, Table
 from systraq.errors import SystraqError
 from systraq.layout import BASELINE, MODES
-from systraq.pathcodec import escape as show_path
+from systraq.pathcodec import escape
 
 _DATED = re.compile(r"^orig\.\d{2}\.\d{2}\.\d{2}__\d{2}\.\d{2}(?:\.\d+)?$")
 SPOOL_SUFFIX = ".eml"
@@ -64,7 +64,7 @@ def _integrity(ctx: DailyContext, section: Section) -> None:
         lines = [f"baseline of {local_time(report.old.created_ns / 1e9)}, snapshot of "
                  f"{local_time(report.new.created_ns / 1e9)}: {counts or 'no differences'}"]
         lines += report.notes
-        lines += capped([f"{c.kind}: {show_path(c.path)}" for c in report.changes], limit)
+        lines += capped([f"{c.kind}: {escape(c.path)}" for c in report.changes], limit)
         section.add(heading, lines)
 
 

@@ -137,7 +137,9 @@ def translate(rule: str) -> str:
         char = rule[i]
         if char == "\\" and i + 1 < size:
             # GNU's \< and \> are the start and the end of a word.
-            out.append({"<": r"\b(?=\w)", ">": r"\b(?<=\w)"}.get(rule[i + 1], rule[i:i + 2]))
+            # Grouped, so that a quantifier after one applies to the whole assertion.
+            out.append({"<": r"(?:\b(?=\w))", ">": r"(?:\b(?<=\w))"}.get(rule[i + 1],
+                                                                        rule[i:i + 2]))
             i += 2
             continue
         if char in "*+?" and out and out[-1] in ("*", "+", "?"):

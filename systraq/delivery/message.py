@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import getpass
 import socket
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from systraq import __version__
@@ -24,12 +25,25 @@ def fqdn() -> str:
     return socket.getfqdn()
 
 
+def _is_localhost(name: str) -> bool:
+    return name.lower() in ("localhost", "localhost.localdomain", "ip6-localhost") \
+        or name.startswith("127.")
+
+
+def mail_host(mailname: Path = Path("/etc/mailname")) -> str:
+    """The host name mail comes from: the configured one (/etc/mailname, Debian's mail
+    name), else the FQDN, else the host name when the FQDN is a localhost name."""
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        configured = mailname.read_text(encoding="utf-8").strip()
+        if configured and not _is_localhost(configured):
+            return configured
+    name = fqdn()
+    return socket.gethostname() if _is_localhost(name) else name
+
+
 def default_sender() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "root"
-    return f"{user}@{fqdn()}"
+    """``From:`` when mail.from is empty: systraq@ the configured or real host name."""
+    return f"systraq@{mail_host()}"
 
 
 def preload(settings: Settings) -> None:
@@ -59,8 +73,7 @@ def build_message(settings: Settings, subject: str, text: str, html: str | None 
     from email.utils import formatdate, make_msgid
 
     message = EmailMessage(policy=policy.default)
-    if settings.mail.sender:
-        message["From"] = settings.mail.sender
+    message["From"] = settings.mail.sender or default_sender()
     message["To"] = ", ".join(settings.mail.to)
     message["Subject"] = subject
     message["Date"] = formatdate(when, localtime=True)

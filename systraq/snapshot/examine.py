@@ -9,11 +9,13 @@ opened has its attributes read by name, never through a symlink.
 
 from __future__ import annotations
 
+import enum
 import errno
 import os
 import stat
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from systraq.fs.nofollow import open_file_at, same_file
 from systraq.pathcodec import escape, join_field
@@ -33,7 +35,22 @@ _GONE = (errno.ENOENT,)
 _REPLACED = (errno.ELOOP, errno.ENOTDIR, errno.ESTALE, errno.EINVAL, errno.ENXIO)
 
 # What became of one name, for the scan's counts.
-HASHED, REUSED, PLAIN, UNREADABLE_, RACED_, VANISHED, UNREACHABLE, PARTIAL_ = range(8)
+class Seen(enum.Enum):
+    """What became of one name, for the scan's counts."""
+
+    HASHED = "hashed"
+    PARTIAL = "partial"  # hashed up to snapshot.hash_limit only
+    REUSED = "reused"
+    PLAIN = "plain"  # no content to hash: a symlink, fifo, device...
+    UNREADABLE = "unreadable"
+    RACED = "raced"
+    VANISHED = "vanished"
+    UNREACHABLE = "unreachable"
+
+
+HASHED, PARTIAL_, REUSED, PLAIN = Seen.HASHED, Seen.PARTIAL, Seen.REUSED, Seen.PLAIN
+UNREADABLE_, RACED_, VANISHED, UNREACHABLE = (Seen.UNREADABLE, Seen.RACED, Seen.VANISHED,
+                                              Seen.UNREACHABLE)
 
 
 @dataclass
@@ -48,8 +65,15 @@ class Unit:
     growing: frozenset[bytes] = frozenset()  # names under a rule that lets them grow
 
 
-# (line or None, outcome, bytes of regular file content seen: read when hashed)
-Outcome = tuple[bytes | None, int, int]
+class Outcome(NamedTuple):
+    """One name's line (None: nothing to record), what became of it, and the bytes of
+    regular file content it stands for."""
+
+    line: bytes | None
+    seen: Seen
+    size: int
+
+
 # A growing file's chain: what the previous snapshot recorded (None: nothing), and the two
 # snapshots' times.
 Chain = tuple[Prior | None, Growth]
@@ -78,7 +102,8 @@ class Examiner:
         try:
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         except OSError as err:
-            return None, UNREACHABLE if err.errno in (errno.EACCES, errno.EPERM) else VANISHED, 0
+            denied = err.errno in (errno.EACCES, errno.EPERM)
+            return Outcome(None, UNREACHABLE if denied else VANISHED, 0)
         columns = stat_columns(st)
         mode = st.st_mode
         key = field.encode()
@@ -95,28 +120,29 @@ class Examiner:
                 if not self.policy.rehash.due(key):
                     if self.policy.upgrade:
                         previous = self._keep(previous, dir_fd, name, st)
-                    return previous, REUSED, st.st_size
+                    return Outcome(previous, REUSED, st.st_size)
                 self.rehashed += 1
             chain = (growing.prior_of(previous, self.growth), self.growth) if grows else None
             return self._open_and_hash(dir_fd, name, field, st, columns, chain)
         if stat.S_ISDIR(mode):  # became a directory since it was listed: not entered
-            return entry_line(field, columns, RACED, attributes=None), RACED_, 0
+            return Outcome(entry_line(field, columns, RACED, attributes=None), RACED_, 0)
         if same_record:
             # A link's target, like any attribute, cannot change without a new inode or
             # ctime: same record, same line.
             if self.policy is not None and self.policy.upgrade:
                 previous = self._keep(previous, dir_fd, name, st)
-            return previous, PLAIN, 0
+            return Outcome(previous, PLAIN, 0)
         if stat.S_ISLNK(mode):
             try:
                 target = os.readlink(name, dir_fd=dir_fd)
             except FileNotFoundError:
-                return None, VANISHED, 0
+                return Outcome(None, VANISHED, 0)
             except OSError:
-                return entry_line(field, columns, RACED, attributes=None), RACED_, 0
+                return Outcome(entry_line(field, columns, RACED, attributes=None), RACED_, 0)
             return entry_line(field, columns, target_field=escape(os.fsencode(target)),
                               attributes=_by_name(dir_fd, name, st)), PLAIN, 0
-        return entry_line(field, columns, attributes=_by_name(dir_fd, name, st)), PLAIN, 0
+        return Outcome(entry_line(field, columns, attributes=_by_name(dir_fd, name, st)),
+                       PLAIN, 0)
 
     @staticmethod
     def _keep(previous: bytes, dir_fd: int, name: bytes, st: os.stat_result) -> bytes:
@@ -137,7 +163,8 @@ class Examiner:
             return _failed(err, field, columns, st.st_size)
         if not same_file(opened, st):
             os.close(fd)
-            return entry_line(field, columns, RACED, attributes=None), RACED_, st.st_size
+            return Outcome(entry_line(field, columns, RACED, attributes=None), RACED_,
+                           st.st_size)
         if not _same_record(opened, st):
             columns = stat_columns(opened)
         if self.pool is not None and opened.st_size >= THREAD_MIN_SIZE:
@@ -182,21 +209,23 @@ def _hash_open_file(fd: int, opened: os.stat_result, field: str, columns: str, f
         os.close(fd)
     if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != \
             (opened.st_size, opened.st_mtime_ns, opened.st_ctime_ns):
-        return entry_line(field, columns, RACED, attributes=None), RACED_, digest.read
+        return Outcome(entry_line(field, columns, RACED, attributes=None), RACED_,
+                       digest.read)
     if not digest.complete:
-        return (entry_line(field, columns, PARTIAL, digest.value, attributes=attributes),
-                PARTIAL_, digest.read)
+        return Outcome(entry_line(field, columns, PARTIAL, digest.value,
+                                  attributes=attributes), PARTIAL_, digest.read)
     value = digest.value if chain is None else growing.marked(digest, prior, chain[1])
-    return (entry_line(field, columns, digest=value, attributes=attributes), HASHED,
-            digest.read)
+    return Outcome(entry_line(field, columns, digest=value, attributes=attributes),
+                   HASHED, digest.read)
 
 
 def _failed(err: OSError, field: str, columns: str, size: int, dir_fd: int | None = None,
             name: bytes = b"", st: os.stat_result | None = None) -> Outcome:
     """The line of a file that could not be read (attributes by name when ``st`` is given)."""
     if err.errno in _GONE:
-        return None, VANISHED, 0
+        return Outcome(None, VANISHED, 0)
     if err.errno in _REPLACED:
-        return entry_line(field, columns, RACED, attributes=None), RACED_, size
+        return Outcome(entry_line(field, columns, RACED, attributes=None), RACED_, size)
     attributes = _by_name(dir_fd, name, st) if dir_fd is not None and st is not None else None
-    return entry_line(field, columns, UNREADABLE, attributes=attributes), UNREADABLE_, size
+    return Outcome(entry_line(field, columns, UNREADABLE, attributes=attributes),
+                   UNREADABLE_, size)

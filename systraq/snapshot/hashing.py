@@ -150,6 +150,25 @@ def _hash_with_prefix(fd: int, hasher: Hasher, size: int, prefix: int) -> Digest
     return Digest(hasher.hexdigest(), True, done, prefix_value)
 
 
+def plain_digest(fd: int, factory: Callable[[], Hasher], size: int) -> str:
+    """The hex digest of the file's bytes as they read, ``size`` of them (what md5sum or
+    sha256sum print: package checksums are of that), holes hashed as zeros unread."""
+    hasher = factory()
+    buffer, view = _buffer()
+    if size >= SPARSE_MIN and _hash_sparse(fd, hasher, size, buffer, view):
+        return hasher.hexdigest()
+    hasher = factory()
+    os.lseek(fd, 0, os.SEEK_SET)
+    done = 0
+    while done < size:
+        count = os.readv(fd, [view[: min(CHUNK, size - done)]])
+        if not count:
+            break
+        hasher.update(view[:count])
+        done += count
+    return hasher.hexdigest()
+
+
 def _digest(hasher: Hasher, method: str, read: int, cut: bool) -> Digest:
     if cut:
         return Digest(f"{method}first={read}:{hasher.hexdigest()}", False, read)

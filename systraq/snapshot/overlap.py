@@ -4,7 +4,9 @@ What both cover is root's alone (the pub scan yields it, ``pathrules``); the sna
 which lines overlap, from the lines themselves: two lines overlap when their components
 can match the same names as far as the shorter goes, and the longer one (what both cover)
 is excluded by neither mode. Homelist lines are compared as they are when both are
-relative, and joined to every home against a list line.
+relative; against a list line, a homelist line is joined to every home, and the two
+overlap only where what both cover exists (system accounts have homes like /usr/sbin,
+under lines that cover their directory, and no start-up files there).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from systraq.fs.nofollow import DirCache
 from systraq.patterns import components, globs_meet, match_name
-from systraq.snapshot.listfiles import Pattern
+from systraq.snapshot.listfiles import Pattern, expand
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,15 @@ def _meet(a: list[bytes], b: list[bytes]) -> list[bytes] | None:
     if all(globs_meet(x, y) for x, y in zip(a, b, strict=False)):
         return a if len(a) >= len(b) else b
     return None
+
+
+def _exists(parts: list[bytes], dirs: DirCache) -> bool:
+    """Whether anything on disk matches these components (what cannot be looked into
+    does not count)."""
+    try:
+        return next(iter(expand(b"/" + b"/".join(parts), dirs)), None) is not None
+    except OSError:
+        return False
 
 
 def _excluded(parts: list[bytes], exclusions: Sequence[list[bytes]]) -> bool:
@@ -68,12 +80,20 @@ def overlaps(pub_lists: Sequence[Pattern], pub_homelists: Sequence[Pattern],
             meet = _meet(components(pub.text), components(root.text))
             if meet is not None and not _excluded(meet, relative_exclusions):
                 found[(pub, root)] = None
-    for pub, pub_parts in absolute(pub_in, False) + absolute(pub_home_in, True):
-        for root, root_parts in absolute(root_in, False) + (
-                absolute(root_home_in, True) if pub in pub_in else []):
+    pairs = [(p, pp, r, rp, False) for p, pp in absolute(pub_in, False)
+             for r, rp in absolute(root_in, False)]
+    pairs += [(p, pp, r, rp, True) for p, pp in absolute(pub_in, False)
+              for r, rp in absolute(root_home_in, True)]
+    pairs += [(p, pp, r, rp, True) for p, pp in absolute(pub_home_in, True)
+              for r, rp in absolute(root_in, False)]
+    with DirCache() as dirs:
+        for pub, pub_parts, root, root_parts, in_homes in pairs:
             if (pub, root) in found:
                 continue
             meet = _meet(pub_parts, root_parts)
-            if meet is not None and not _excluded(meet, exclusions):
-                found[(pub, root)] = None
+            if meet is None or _excluded(meet, exclusions):
+                continue
+            if in_homes and not _exists(meet, dirs):
+                continue
+            found[(pub, root)] = None
     return [Overlap(pub, root) for pub, root in found]

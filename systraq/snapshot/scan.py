@@ -22,7 +22,7 @@ import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from systraq.fs.nofollow import (
@@ -76,6 +76,31 @@ class ScanStats:
     partial: int = 0  # files hashed only up to snapshot.hash_limit
     rehashed: int = 0  # unchanged files read again by the rolling rehash
     sizes: int = 0
+
+    def count(self, seen: examine.Seen, size: int) -> None:
+        """Count one examined name."""
+        self.sizes += size
+        match seen:
+            case examine.Seen.HASHED | examine.Seen.PARTIAL:
+                self.files_hashed += 1
+                self.bytes_hashed += size
+                self.partial += seen is examine.Seen.PARTIAL
+            case examine.Seen.REUSED:
+                self.hashes_reused += 1
+            case examine.Seen.UNREADABLE:
+                self.unreadable += 1
+            case examine.Seen.RACED:
+                self.raced += 1
+            case examine.Seen.VANISHED:
+                self.vanished += 1
+            case examine.Seen.UNREACHABLE:
+                self.unreachable += 1
+
+    def add(self, other: ScanStats) -> None:
+        """Add a subtree's counts (its entries are counted as its lines are handed on)."""
+        for name in ("files_hashed", "bytes_hashed", "hashes_reused", "unreadable", "raced",
+                     "vanished", "unreachable", "partial", "rehashed", "sizes"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 class Scanner:
@@ -190,10 +215,7 @@ class Scanner:
         """The lines waiting before a subtree, then the subtree's lines from its file."""
         if before:
             yield self._hand_on(before)
-        for counter in fields(ScanStats):
-            if counter.name != "entries":
-                setattr(self.stats, counter.name, getattr(self.stats, counter.name)
-                        + getattr(result.stats, counter.name))
+        self.stats.add(result.stats)
         if result.output is None:
             return
         try:
@@ -213,23 +235,8 @@ class Scanner:
         if isinstance(item, bytes):
             chunk.append(item)
             return
-        line, outcome, size = item
-        stats = self.stats
-        stats.sizes += size
-        if outcome == examine.HASHED or outcome == examine.PARTIAL_:
-            stats.files_hashed += 1
-            stats.bytes_hashed += size
-            stats.partial += outcome == examine.PARTIAL_
-        elif outcome == examine.REUSED:
-            stats.hashes_reused += 1
-        elif outcome == examine.UNREADABLE_:
-            stats.unreadable += 1
-        elif outcome == examine.RACED_:
-            stats.raced += 1
-        elif outcome == examine.VANISHED:
-            stats.vanished += 1
-        elif outcome == examine.UNREACHABLE:
-            stats.unreachable += 1
+        line, seen, size = item
+        self.stats.count(seen, size)
         if line is not None:
             chunk.append(line)
 

@@ -1,0 +1,1 @@
+"""Native package verification: the dpkg database, its logs, and what they explain."""
