@@ -102,6 +102,15 @@ class Layout:
         the account that reports."""
         return self.account_dir(uid) / f"{kind}_{mode}.stat"
 
+    def set_aside(self, copy: Path, stamp: str) -> Path:
+        """Where a corrupt reported or baseline copy is kept for inspection (beside it)."""
+        return copy.with_name(f"{copy.name}.corrupt-{stamp}")
+
+    def snapshot_notes(self, mode: str) -> Path:
+        """What the snapshot job of a mode has to tell the next report (a corrupt previous
+        snapshot), kept by the account that takes it."""
+        return self.mode_dir(mode) / f"snapshot_{mode}.notes"
+
     def report_lock(self, uid: int | None = None) -> Path:
         return self.account_dir(uid) / "report.lock"
 

@@ -28,6 +28,7 @@ from systraq.changes.compare import (
     Fields,
     FieldValue,
 )
+from systraq.changes.corrupt import SetAside
 from systraq.pathcodec import escape
 from systraq.snapshot.entry import OK, PARTIAL, RACED, TYPE_NAMES, UNREADABLE, Entry
 from systraq.snapshot.state import Header
@@ -56,6 +57,9 @@ class ModeReport:
     changes: list[Change] = field(default_factory=list)
     entries: int | None = None  # entries in the newest snapshot (None: not read)
     notes: list[str] = field(default_factory=list)
+    # Copies that failed their checks (changes.corrupt): said first and loudly.
+    faults: list[str] = field(default_factory=list)
+    set_aside: list[SetAside] = field(default_factory=list)  # renamed once delivered
 
     @property
     def first(self) -> bool:
@@ -66,7 +70,7 @@ class ModeReport:
 
     @property
     def has_news(self) -> bool:
-        return bool(self.changes or self.notes or self.first)
+        return bool(self.changes or self.notes or self.faults or self.first)
 
     def plain(self, kind: str) -> list[Change]:
         """The changes of a kind that are neither privilege changes nor blind spots."""
@@ -284,6 +288,8 @@ def subject(report: Report) -> str:
                                             for s in report.modes if s.first)
     else:
         what = "no changes"
+    if any(section.faults for section in report.modes):
+        what = f"CORRUPT STATE set aside; {what}"
     return f"[Systraq] {show_text(report.host)}: {what}"
 
 
@@ -294,8 +300,8 @@ class Line:
     """One line of the text report, with what it is (a terminal styles it by that)."""
 
     text: str
-    # title, mode, first, note, kind, path, field, reason, summary; "" for blank. Kinds and
-    # paths say of what: "kind changed", "path attention", "kind lost", ...
+    # title, fault, mode, first, note, kind, path, field, reason, summary; "" for blank.
+    # Kinds and paths say of what: "kind changed", "path attention", "kind lost", ...
     role: str = ""
 
 
@@ -340,6 +346,8 @@ def report_lines(report: Report) -> list[Line]:
     since = "the accepted baseline" if report.against == AGAINST_BASELINE else \
         "the last report"
     out = [Line(f"systraq on {show_text(report.host)}: changes since {since}", "title")]
+    out.extend(Line(f"{section.mode}: {fault}", "fault")
+               for section in report.modes for fault in section.faults)
     attention = report.attention
     several = len({mode for mode, _ in report.changes}) > 1
     if attention:
@@ -431,6 +439,7 @@ def render_json(report: Report) -> str:
             "first": section.first,
             "entries": section.entries,
             "notes": section.notes,
+            "faults": section.faults,
         })
     changes = [{"mode": mode, "path": escape(change.path), "kind": change.kind,
                 "fields": json_fields(change), "attention": bool(change.reasons),

@@ -59,11 +59,15 @@ def _integrity(ctx: DailyContext, section: Section) -> None:
         except SystraqError as err:
             section.unavailable(str(err), heading)
             continue
-        assert report.old is not None
+        for fault in report.faults:
+            section.attend(fault)
+        if report.old is None:  # the baseline failed its checks (changes.corrupt)
+            section.unavailable("; ".join(report.faults), heading)
+            continue
         counts = ", ".join(f"{report.count(k)} {k}" for k in KINDS if report.count(k))
         lines = [f"baseline of {local_time(report.old.created_ns / 1e9)}, snapshot of "
                  f"{local_time(report.new.created_ns / 1e9)}: {counts or 'no differences'}"]
-        lines += report.notes
+        lines += report.faults + report.notes
         lines += capped([f"{c.kind}: {escape(c.path)}" for c in report.changes], limit)
         section.add(heading, lines)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -99,7 +100,8 @@ class PreviousSnapshot:
 
     @classmethod
     def open(cls, path: Path, algorithm: str, full_rehash_hours: float,
-             now_ns: int | None = None, *, reuse: bool = True, chains: bool = False
+             now_ns: int | None = None, *, reuse: bool = True, chains: bool = False,
+             on_corrupt: Callable[[StateError], None] | None = None
              ) -> PreviousSnapshot | None:
         """The previous snapshot if its hashes may be reused (None: hash everything).
 
@@ -107,6 +109,7 @@ class PreviousSnapshot:
         one started are read again. With ``chains`` (growing files are listed), a snapshot
         whose hashes may not be reused (``reuse`` off, or every file due) is still opened,
         for those files' previous lengths and hashes (``ReusePolicy.reuse`` off).
+        ``on_corrupt`` hears of a previous snapshot that is there but fails its checks.
         """
         now_ns = now_ns or time.time_ns()
         try:
@@ -114,6 +117,8 @@ class PreviousSnapshot:
             header, entries = verify(path)
         except StateError as err:
             log.debug("hashcache: not reusing %s: %s", path, err)
+            if on_corrupt is not None and os.path.lexists(path):
+                on_corrupt(err)
             return None
         if header.hash != algorithm:
             log.debug("hashcache: previous snapshot used %s, not %s", header.hash, algorithm)

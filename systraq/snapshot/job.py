@@ -23,6 +23,7 @@ from systraq.layout import MODES
 from systraq.snapshot.hashcache import PreviousSnapshot
 from systraq.snapshot.hashing import new_hasher
 from systraq.snapshot.listfiles import Pattern, home_directories, select
+from systraq.snapshot.notes import leave_note
 from systraq.snapshot.overlap import overlaps
 from systraq.snapshot.pathrules import PathRules, mode_lists, rule_lines
 from systraq.snapshot.scan import Scanner, ScanStats
@@ -142,8 +143,12 @@ def _job_events(settings: Settings, mode: str, plan: _Plan, algorithm: str, full
                                      yield_to=plan.yield_lists,
                                      yield_homelists=plan.yield_homelists))
         chains = any(line.growing for line in rules.lines)
-        previous = PreviousSnapshot.open(path, algorithm, settings.snapshot.full_rehash_hours,
-                                         created_ns, reuse=not full, chains=chains)
+        previous = PreviousSnapshot.open(
+            path, algorithm, settings.snapshot.full_rehash_hours, created_ns, reuse=not full,
+            chains=chains, on_corrupt=lambda err: leave_note(
+                settings.layout.snapshot_notes(mode), created_ns,
+                f"the previous {mode} snapshot failed its check ({err.message}): every "
+                "file was hashed again", private=(mode == "root")))
         header = Header(host=socket.gethostname(), mode=mode, created_ns=created_ns,
                         hash=algorithm, lists=plan.sources,
                         rehash_interval_ns=int(settings.snapshot.full_rehash_hours * 3600e9))
