@@ -267,7 +267,7 @@ def run_diff(settings: Settings, modes: Sequence[str], *, show: Show,
         finally:
             for pin in pins.values():
                 pin.discard()
-    if record:  # the watching job, not a look at the baseline by hand
-        for mode in modes:
-            runlog.record(settings.layout, "diff", mode, True)
+        if record:  # the watching job, not a look at the baseline by hand
+            for mode in modes:
+                runlog.record(settings.layout, "diff", mode, True)
     return DiffResult(report, outcome, recorded=bool(pins), mailed=mail)

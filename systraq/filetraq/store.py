@@ -358,11 +358,16 @@ class Store:
         with DirCache() as dirs:
             for found in walk(dirs, top, os.fstat(self.fd),
                               may_enter=lambda path, _st: "meta" if path == meta else None):
-                made = dated_time(split(found.path)[1], now)
+                parent, name = split(found.path)
+                if not found.skipped and stat.S_ISREG(found.st.st_mode) and \
+                        _TEMP.fullmatch(name):  # left by a killed run; the lock is ours
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(name, dir_fd=dirs.open(parent))
+                    continue
+                made = dated_time(name, now)
                 if found.skipped or made is None or not stat.S_ISREG(found.st.st_mode):
                     continue
                 if made < cutoff:
-                    parent, name = split(found.path)
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(name, dir_fd=dirs.open(parent))
                         result.removed.append(found.path)

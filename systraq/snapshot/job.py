@@ -16,7 +16,7 @@ from typing import Any
 from systraq import runlog
 from systraq.config import Settings
 from systraq.errors import ConfigError, SystraqError
-from systraq.fs.atomic import write_atomic
+from systraq.fs.atomic import sweep_temporaries, write_atomic
 from systraq.fs.lock import locked
 from systraq.fs.privilege import pub_account, stream_as
 from systraq.layout import MODES
@@ -135,6 +135,7 @@ def _job_events(settings: Settings, mode: str, plan: _Plan, algorithm: str, full
     """Lock, scan, write: progress as [entries, bytes] lists, then a summary dict."""
     path = settings.layout.snapshot(mode)
     with locked(settings.layout.snapshot_lock(mode), settings.snapshot.lock_timeout):
+        sweep_temporaries(settings.layout.snapshot_job_files(mode))  # left by killed runs
         created_ns = time.time_ns()
         homes = home_directories(settings.snapshot.passwd)
         book = settings.rule_book
@@ -167,7 +168,7 @@ def _job_events(settings: Settings, mode: str, plan: _Plan, algorithm: str, full
                     yield progress[-1]
                     progress.clear()
         said, new = _overlaps(settings, mode, plan, homes)
-    runlog.record(settings.layout, "snapshot", mode, True)
+        runlog.record(settings.layout, "snapshot", mode, True)
     yield {"entries": writer.count, "stats": dataclasses.asdict(scanner.stats),
            "unmatched": [[os.fsdecode(p.source), p.line] for p in selection.unmatched],
            "unreachable": selection.unreachable + scanner.stats.unreachable,
