@@ -66,6 +66,7 @@ class FiletraqSettings:
     diff_order: str = "oldnew"  # or "newold", Debian filetraq's default
     prune_days: float = 60.0
     dir_mode: int = 0o755
+    store_budget: int = 1 << 30  # bytes the backup store may hold on disk; 0: no budget
 
 
 # The built-in parts of the daily report, in the order it shows them; any can be switched

@@ -25,6 +25,7 @@ RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("filetraq", "max_size"): (0, 1 << 30),  # content is held in memory and diffed
     ("filetraq", "prune_days"): (0, 36500),
     ("filetraq", "dir_mode"): (0o700, 0o777),
+    ("filetraq", "store_budget"): (0, 1 << 50),  # bytes on disk; 0: no budget
 }
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
