@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn, TextIO
 
 import click
 
@@ -34,10 +37,10 @@ def modes_of(choice: str) -> tuple[str, ...]:
 class Context:
     """What every command needs: settings (read lazily) and the terminal."""
 
-    def __init__(self, config_dir: Path, state_dir: Path) -> None:
+    def __init__(self, config_dir: Path, state_dir: Path, terminal: Terminal) -> None:
         self.config_dir = config_dir
         self.state_dir = state_dir
-        self.terminal = Terminal()
+        self.terminal = terminal
         self._settings: Settings | None = None
 
     @property
@@ -66,7 +69,9 @@ pass_context = click.make_pass_decorator(Context)
 def cli(ctx: click.Context, config_dir: Path, state_dir: Path, scheduled_by: str | None
         ) -> None:
     """File integrity monitor: snapshot files, report what changed, once."""
-    ctx.obj = Context(config_dir, state_dir)
+    # run() hands in its Terminal as the context object; cli used on its own has none.
+    terminal = ctx.obj if isinstance(ctx.obj, Terminal) else Terminal()
+    ctx.obj = Context(config_dir, state_dir, terminal)
     if scheduled_by and not {"--help", "-h"} & set(ctx.protected_args + ctx.args):
         gate = scheduled_gate(Layout(config_dir, state_dir), scheduled_by)
         if not gate.run:
@@ -459,25 +464,22 @@ def after_dpkg(ctx: click.Context) -> None:
              else ExitStatus.OK)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: one handler turns every error into one line on stderr and exit 2."""
-    closed = _claim_standard_streams()
-    if 1 in closed:
-        # Nothing could be reported, and a report not seen must not be recorded as seen.
-        print("systraq: standard output is closed: nothing could be reported",
-              file=sys.stderr, flush=True)
-        sys.exit(ExitStatus.TROUBLE)
-    from systraq.fs.oserror import NamedStream
-
-    # A write error on standard output (a full disk, /dev/full) says where it happened.
-    sys.stdout = NamedStream(sys.stdout, "standard output")  # type: ignore[assignment]
-    terminal = Terminal()
+def run(argv: Sequence[str] | None = None, terminal: Terminal | None = None) -> int:
+    """The command line as a function: all output goes to ``terminal``; returns the exit
+    status. One handler turns every error into one line on stderr and exit 2."""
+    terminal = terminal or Terminal()
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        status = cli.main(args=argv, prog_name="systraq", standalone_mode=False)
+        # click prints --help, --version and usage errors itself: to the same streams. The
+        # command is invoked directly, not through click's main(), which would turn Ctrl-C
+        # into Abort and a closed pipe into exit 1 before the handlers below saw them.
+        with contextlib.redirect_stdout(terminal.out), contextlib.redirect_stderr(terminal.err), \
+                cli.make_context("systraq", args, obj=terminal) as ctx:
+            status = cli.invoke(ctx)
     except click.exceptions.Exit as done:
         status = done.exit_code
     except click.ClickException as err:
-        err.show()
+        err.show(terminal.err)
         status = ExitStatus.TROUBLE
     except click.exceptions.Abort:
         terminal.error("aborted")
@@ -490,8 +492,7 @@ def main(argv: list[str] | None = None) -> None:
         status = 130
     except BrokenPipeError:
         # Output closed early (| head): not an error worth a traceback.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _discard(terminal.out)
         status = ExitStatus.OK
     except OSError as err:
         from systraq.fs.oserror import describe
@@ -504,4 +505,36 @@ def main(argv: list[str] | None = None) -> None:
         terminal.error(f"internal error: {type(err).__name__}: {err} "
                        "(set SYSTRAQ_DEBUG=1 for a traceback)")
         status = ExitStatus.TROUBLE
-    sys.exit(int(status or 0))
+    return int(status or 0)
+
+
+def _discard(stream: TextIO) -> None:
+    """Point a closed output at /dev/null, so that flushing it at exit stays quiet."""
+    with contextlib.suppress(OSError, ValueError):
+        fd = stream.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Entry point of the systraq command: the process's own streams, made safe, for run()."""
+    closed = _claim_standard_streams()
+    if 1 in closed:
+        # Nothing could be reported, and a report not seen must not be recorded as seen.
+        print("systraq: standard output is closed: nothing could be reported",
+              file=sys.stderr, flush=True)
+        sys.exit(ExitStatus.TROUBLE)
+    from systraq.fs.oserror import NamedStream
+
+    # A write error on standard output (a full disk, /dev/full) says where it happened.
+    sys.stdout = NamedStream(sys.stdout, "standard output")  # type: ignore[assignment]
+    status = run(argv)
+    # Output that could not be written (a full disk) is still buffered: flushed at
+    # interpreter exit, it would fail again as "Exception ignored" and exit 120, after run()
+    # has already said what failed.
+    try:
+        sys.stdout.flush()
+    except OSError:
+        _discard(sys.stdout)
+    sys.exit(status)

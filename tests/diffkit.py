@@ -33,9 +33,7 @@ def json_changes(output: str) -> dict[str, dict]:
 
 
 def write_config(ws: Workspace, text: str) -> Path:
-    path = ws.config / "systraq.conf"
-    path.write_text(text)
-    return path
+    return ws.write_config(text)
 
 
 def free_port() -> int:

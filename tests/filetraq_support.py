@@ -26,7 +26,7 @@ def write_list(ws: Workspace, *lines: str | bytes, name: str = "filetraq.conf") 
 
 
 def write_conf(ws: Workspace, text: str) -> None:
-    (ws.config / "systraq.conf").write_text(text)
+    ws.write_config(text)
 
 
 def store_of(ws: Workspace) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,8 +17,9 @@ import pytest
 from systraq.config import load_settings
 from systraq.layout import Layout
 
-from .conftest import REPO, Workspace, needs_root
+from .conftest import Workspace, needs_root
 from .filetraq_support import stored, write_list
+from .runner import run_in_process
 
 
 def layout(ws: Workspace) -> Layout:
@@ -105,7 +105,7 @@ def test_a_bad_setting_is_refused_at_load_naming_file_and_line(ws: Workspace, ca
 
 
 def test_good_mail_settings_are_accepted(ws: Workspace):
-    (ws.config / "systraq.conf").write_text(
+    ws.write_config(
         '[mail]\nto = ["root", "Ops Team <ops@example.org>", "Zoë <zoe@example.org>", '
         '"x@[192.0.2.1]"]\nfrom = "systraq@example.org"\n'
         'sendmail = "/usr/sbin/sendmail -t -oi -f \'systraq@example.org\'"\n'
@@ -118,11 +118,9 @@ def test_good_mail_settings_are_accepted(ws: Workspace):
 
 def run_closed_stdout(ws: Workspace, *args: str) -> subprocess.CompletedProcess:
     """The CLI with its standard output closed (``>&-``)."""
-    command = [sys.executable, "-m", "systraq", "--config-dir", str(ws.config),
-               "--state-dir", str(ws.state), *args]
-    return subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", *command],
-                          stderr=subprocess.PIPE, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    return subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh",
+                           *ws.launcher.command(*ws.argv(*args))],
+                          stderr=subprocess.PIPE, text=True)
 
 
 def test_diff_with_standard_output_closed_is_trouble_and_records_nothing(ws: Workspace):
@@ -140,11 +138,9 @@ def test_diff_with_standard_output_closed_is_trouble_and_records_nothing(ws: Wor
 def test_report_to_a_full_device_names_standard_output(ws: Workspace):
     ws.write_list("pub", str(ws.tree))
     assert ws.run("snapshot").returncode == 0
-    command = [sys.executable, "-m", "systraq", "--config-dir", str(ws.config),
-               "--state-dir", str(ws.state), "diff"]
-    with open("/dev/full", "w") as full:
-        done = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    with open("/dev/full", "w") as full:  # a real process: its stdout is /dev/full
+        done = subprocess.run(ws.launcher.command(*ws.argv("diff")), stdout=full,
+                              stderr=subprocess.PIPE, text=True)
     one_line_error(done, "systraq: standard output: No space left on device")
 
 
@@ -156,12 +152,10 @@ def in_namespace(ws: Workspace, mount: str, *args: str) -> subprocess.CompletedP
     if shutil.which("unshare") is None or subprocess.run(
             ["unshare", "--mount", "true"], capture_output=True).returncode != 0:
         pytest.skip("needs a private mount namespace (unshare --mount), to mount a tmpfs")
-    command = [sys.executable, "-m", "systraq", "--config-dir", str(ws.config),
-               "--state-dir", str(ws.state), *args]
     return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                           f'{mount} && exec "$@"', "sh", *command],
-                          capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+                           f'{mount} && exec "$@"', "sh",
+                           *ws.launcher.command(*ws.argv(*args))],
+                          capture_output=True, text=True)
 
 
 @pytest.fixture
@@ -245,7 +239,6 @@ def test_filetraq_names_an_over_long_line_once_and_tracks_the_others(ws: Workspa
 def test_the_state_dir_named_in_an_error_is_escaped(ws: Workspace):
     odd = Path(str(ws.root) + "/no\nsuch")
     ws.write_list("pub", str(ws.tree))
-    done = subprocess.run([sys.executable, "-m", "systraq", "--config-dir", str(ws.config),
-                           "--state-dir", str(odd), "diff"], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    done = run_in_process(["--config-dir", str(ws.config), "--state-dir", str(odd), "diff"],
+                          cwd=ws.root)
     one_line_error(done, f"systraq: {ws.root}/no\\nsuch: ")

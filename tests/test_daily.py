@@ -31,7 +31,7 @@ def system(ws: Workspace) -> FakeSystem:
 
 
 def configure(ws: Workspace, text: str) -> None:
-    (ws.config / "systraq.conf").write_text(text)
+    ws.write_config(text)
 
 
 def snapshot_everything(ws: Workspace) -> None:

@@ -39,7 +39,7 @@ def test_a_fifo_or_a_symlink_as_a_startup_file_is_not_opened(ws: Workspace,
 
 def test_control_characters_in_log_lines_cannot_forge_report_lines(
         ws: Workspace, system: FakeSystem) -> None:
-    (ws.config / "systraq.conf").write_text("[daily]\njournal = false\n")
+    ws.write_config("[daily]\njournal = false\n")
     system.log("syslog", (system.now - HOUR, "evil[1]: \x1b[2J\r== Accounts ==\x07 <b>hi</b>"))
     settings = load_settings(ws.config, ws.state)
     report = build_report(settings, system.root, system.now, keep_history=False)
@@ -53,7 +53,7 @@ def test_control_characters_in_log_lines_cannot_forge_report_lines(
 
 def test_a_huge_log_is_read_only_as_far_as_the_limit(ws: Workspace, system: FakeSystem
                                                       ) -> None:
-    (ws.config / "systraq.conf").write_text("[daily]\njournal = false\n")
+    ws.write_config("[daily]\njournal = false\n")
     from .dailykit import syslog_time
 
     line = f"{syslog_time(system.now - HOUR)} fakehost app[1]: ".ljust(1023, "x") + "\n"

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from .conftest import REPO, Workspace, needs_root
+from systraq.config import load_settings
+
+from .conftest import Workspace, needs_root
 from .diffkit import json_changes, settle, snapshot_and_diff, write_config
+from .runner import lock_held_by_its_owner, wait_until_all_have_open
 
 
 def test_first_diff_says_how_many_entries_were_recorded_then_nothing(ws: Workspace) -> None:
@@ -247,11 +248,12 @@ def test_two_diffs_at_once_report_a_change_only_once(ws: Workspace) -> None:
     settle(ws)
     (ws.tree / "new").write_text("x")
     assert ws.run("snapshot").returncode == 0
-    command = [sys.executable, "-m", "systraq", "--config-dir", str(ws.config),
-               "--state-dir", str(ws.state), "diff"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env=env) for _ in range(3)]
+    ws.write_config("[snapshot]\nlock_timeout = 60\n")  # however slowly the runs start
+    report_lock = load_settings(ws.config, ws.state).layout.report_lock()
+    # The lock is held until all three runs wait at it: then they race for it.
+    with lock_held_by_its_owner(report_lock):
+        runs = [ws.spawn("diff") for _ in range(3)]
+        wait_until_all_have_open(report_lock, runs)
     outputs = [run.communicate(timeout=60) for run in runs]
     codes = sorted(run.returncode for run in runs)
     assert codes == [0, 0, 1], outputs
@@ -262,7 +264,7 @@ def test_a_diff_held_up_by_another_says_so(ws: Workspace) -> None:
     from systraq.fs.lock import locked
 
     settle(ws)
-    (ws.config / "systraq.conf").write_text("[snapshot]\nlock_timeout = 0.2\n")
+    ws.write_config("[snapshot]\nlock_timeout = 0.2\n")
     with locked(ws.state / "root" / "report.lock", 1):
         run = ws.run("diff")
     assert run.returncode == 2
@@ -284,11 +286,9 @@ def test_report_that_cannot_be_written_is_reported_again(ws: Workspace) -> None:
     settle(ws)
     (ws.tree / "new").write_text("x")
     assert ws.run("snapshot").returncode == 0
-    command = [sys.executable, "-m", "systraq", "--config-dir", str(ws.config),
-               "--state-dir", str(ws.state), "diff"]
-    with open("/dev/full", "w") as full:
-        failed = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert failed.returncode == 2 and "No space left on device" in failed.stderr
+    with open("/dev/full", "w") as full:  # a real process: its stdout is /dev/full
+        failed = ws.spawn("diff", stdout=full)
+        _, error = failed.communicate(timeout=60)
+    assert failed.returncode == 2 and "No space left on device" in error
     again = ws.run("diff")
     assert again.returncode == 1 and f"{ws.tree}/new" in again.stdout

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from hypothesis import strategies as st
 
 from systraq.filetraq.listing import Lister
 
-from .conftest import REPO, Workspace, needs_root
+from .conftest import Workspace, needs_root
 from .filetraq_support import (
     assert_secret_nowhere,
     run_in_process,
@@ -22,6 +21,7 @@ from .filetraq_support import (
     stored,
     write_list,
 )
+from .runner import lock_held_by_its_owner, wait_until_all_have_open
 
 SECRET = b"S3CRET-ssh-rsa-AAAAB3NzaC1yc2E-do-not-leak"
 
@@ -217,13 +217,15 @@ def test_concurrent_runs_on_one_store_report_each_change_once(ws):
         path.write_text(f"version 1 of {number}\n")
         files.append(path)
     write_list(ws, str(ws.tree / "*.conf"))
-    command = [sys.executable, "-m", "systraq", "--config-dir", str(ws.config),
-               "--state-dir", str(ws.state), "filetraq"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    ws.write_config("[snapshot]\nlock_timeout = 60\n")  # however slowly the runs start
+    assert ws.run("filetraq", "--prune").returncode == 0  # makes the store and its lock
+    store_lock = store_of(ws) / ".systraq" / "lock"
 
     def race() -> list[subprocess.CompletedProcess]:
-        runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True, env=env) for _ in range(4)]
+        # The lock is held until all four runs wait at it: then they race for it.
+        with lock_held_by_its_owner(store_lock):
+            runs = [ws.spawn("filetraq") for _ in range(4)]
+            wait_until_all_have_open(store_lock, runs)
         return [subprocess.CompletedProcess(r.args, r.wait(60), *r.communicate())
                 for r in runs]
 
@@ -231,11 +233,13 @@ def test_concurrent_runs_on_one_store_report_each_change_once(ws):
     assert all(r.returncode in (0, 1) and r.stderr == "" for r in first), first
     lines = [ln for r in first for ln in r.stdout.splitlines()]
     assert sorted(lines) == sorted(f"Creating first backup of {p}." for p in files)
+    # The run that got the lock first did it all; the others found it done.
+    assert sorted(len(r.stdout.splitlines()) for r in first) == [0, 0, 0, 150]
     for path in files[::10]:
         path.write_text("version 2\n")
     second = race()
-    changes = [ln for r in second for ln in r.stdout.splitlines() if ln.startswith("Changes")]
-    assert len(changes) == 15
+    changes = [[ln for ln in r.stdout.splitlines() if ln.startswith("Changes")] for r in second]
+    assert sorted(map(len, changes)) == [0, 0, 0, 15]
     for path in files:
         assert stored(ws, path).read_bytes() == path.read_bytes()
 

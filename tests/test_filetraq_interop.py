@@ -9,6 +9,7 @@ systraq's copy: a weakness of Debian's filetraq, not of the store layout).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import time
@@ -133,7 +134,7 @@ def test_alternating_changes_keep_every_version_under_filetraqs_names(ws, files)
 def test_context_style_setting_prints_the_diff_debian_filetraq_prints(ws, files):
     list_file, paths = files
     write_conf(ws, '[filetraq]\ndiff_style = "context"\ndiff_order = "newold"\n')
-    twin = Workspace(ws.root, ws.config, ws.root / "twin-state", ws.tree)
+    twin = dataclasses.replace(ws, state=ws.root / "twin-state")
     twin.state.mkdir()
     debian(twin, list_file)
     systraq(ws)

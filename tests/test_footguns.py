@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,8 +13,9 @@ from systraq.errors import SystraqError
 from systraq.fs.privilege import pub_account
 from systraq.layout import BASELINE
 
-from .conftest import REPO, Workspace, needs_root
+from .conftest import Workspace, needs_root
 from .diffkit import settle
+from .runner import run_in_process
 
 
 def test_pub_user_root_is_refused_before_anything_is_scanned(ws: Workspace):
@@ -54,11 +53,8 @@ def test_baseline_refuses_an_empty_or_relative_path(ws: Workspace, argument: str
     _difference_under_tree(ws)
     baseline = load_settings(ws.config, ws.state).layout.copy(BASELINE, "pub")
     before = baseline.read_bytes()
-    command = [sys.executable, "-m", "systraq", "--config-dir", str(ws.config),
-               "--state-dir", str(ws.state), "baseline", argument]
     # Run from inside the tree: a relative PATH would have covered the difference.
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ws.tree,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    done = run_in_process(ws.argv("baseline", argument), cwd=ws.tree)
     assert done.returncode == 2
     assert done.stderr == (f"systraq: baseline: PATH '{argument}' is not an absolute path: "
                            "give paths or globs that start with / (a relative one would "
@@ -78,13 +74,11 @@ def test_baseline_takes_an_absolute_path(ws: Workspace):
 def test_filetraq_conf_with_a_relative_config_dir_lists_absolute_paths(ws: Workspace):
     needs_root()  # the listing runs in a child that drops privileges (and leaves the cwd)
     (ws.tree / "a.conf").write_text("a\n")
-    (ws.config / "systraq.conf").write_text("[snapshot]\n")
+    ws.write_config("[snapshot]\n")
     ws.write_list("pub", str(ws.tree))
-    command = [sys.executable, "-m", "systraq", "--config-dir", "config", "--state-dir",
-               "state", "filetraq-conf", "--dir", "tree", "--output", "out/../filetraq.conf"]
     (ws.root / "out").mkdir()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ws.root,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    done = run_in_process(["--config-dir", "config", "--state-dir", "state", "filetraq-conf",
+                           "--dir", "tree", "--output", "out/../filetraq.conf"], cwd=ws.root)
     assert done.returncode == 0, done.stderr
     listed = [line for line in (ws.root / "filetraq.conf").read_text().splitlines()
               if not line.startswith("#")]

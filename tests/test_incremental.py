@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from systraq.config import SnapshotSettings, load_settings
+from systraq.config import load_settings
 from systraq.snapshot import job as snapshot_module
 from systraq.snapshot.state import StateReader, StateWriter, read_state
 
@@ -29,9 +29,8 @@ FORGED = "f" * 64
 
 
 def settings_for(ws: Workspace, **snapshot):
-    base = load_settings(ws.config, ws.state)
-    return type(base)(config_dir=ws.config, state_dir=ws.state,
-                      snapshot=SnapshotSettings(**snapshot))
+    base = load_settings(ws.config, ws.state)  # keeps the workspace's accounts
+    return dataclasses.replace(base, snapshot=dataclasses.replace(base.snapshot, **snapshot))
 
 
 def take(ws: Workspace, monkeypatch=None, ahead_ns: int = 0, **kwargs):

@@ -49,7 +49,7 @@ def configure(ws: Workspace, extra: str = "") -> None:
     ws.write_list("root", str(ws.tree / "secret"))
     ws.write_list("pub", ".profile", kind="homelist")
     ws.write_list("root", ".netrc", kind="homelist")
-    (ws.config / "systraq.conf").write_text(f'[snapshot]\npub_user = "nobody"\n{extra}')
+    ws.write_config(f'[snapshot]\npub_user = "nobody"\n{extra}')
     (ws.tree / "motd").write_text("hello\n")
     (ws.tree / "secret").write_text("s3cret\n")
     (ws.tree / "secret").chmod(0o600)
@@ -185,7 +185,7 @@ def test_after_init_the_jobs_are_silent_until_something_changes(ws: Workspace,
 def test_a_missing_account_stops_init_unless_it_may_create_one(ws: Workspace,
                                                                host: Host) -> None:
     configure(ws)
-    (ws.config / "systraq.conf").write_text('[snapshot]\npub_user = "systraq-test-absent"\n')
+    ws.write_config('[snapshot]\npub_user = "systraq-test-absent"\n')
     plan = make_plan(load_settings(ws.config, ws.state), InitOptions(), host)
     assert any("does not exist: rerun with --create-user" in b for b in plan.blockers)
     with pytest.raises(SystraqError):
@@ -198,7 +198,9 @@ def test_a_missing_account_stops_init_unless_it_may_create_one(ws: Workspace,
 def test_init_copies_the_shipped_examples_and_never_replaces_a_file(ws: Workspace,
                                                                     host: Host) -> None:
     ws.write_list("pub", "/etc/mine")
-    plan = make_plan(load_settings(ws.config, ws.state), InitOptions(), host)
+    settings = load_settings(ws.config, ws.state)  # the workspace's accounts, read first
+    (ws.config / "systraq.conf").unlink()  # so that there is a shipped one to copy
+    plan = make_plan(settings, InitOptions(), host)
     copy = next(s for s in plan.steps if s.says.startswith("copy the shipped"))
     copy.run()
     assert (ws.config / "snapshot_pub.list").read_text() == "/etc/mine\n"

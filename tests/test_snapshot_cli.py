@@ -6,6 +6,7 @@ import io
 import os
 import pwd
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -16,10 +17,14 @@ from systraq.render import Terminal
 from systraq.snapshot.job import take_snapshot
 
 from .conftest import REPO, UNPRIVILEGED, Workspace, entries_of, needs_root
+from .runner import run_in_process
 
 
 def test_shipped_example_config_works_as_root_and_unprivileged(ws: Workspace) -> None:
-    example = REPO / "etc"
+    example = ws.root / "example"
+    shutil.copytree(REPO / "etc", example)
+    example.chmod(0o755)
+    ws.write_config((example / "systraq.conf").read_text(), config_dir=example)
     for user in (None, "nobody"):
         done = ws.run("--config-dir", str(example), "snapshot", user=user)
         assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
@@ -62,7 +67,7 @@ def test_mode_all_writes_both_snapshots(ws: Workspace) -> None:
 
 def test_second_snapshot_waits_then_names_the_lock_holder(ws: Workspace) -> None:
     ws.write_list("pub", str(ws.tree))
-    (ws.config / "systraq.conf").write_text("[snapshot]\nlock_timeout = 0.5\n")
+    ws.write_config("[snapshot]\nlock_timeout = 0.5\n")
     assert ws.run("snapshot", user="nobody").returncode == 0
     state = ws.state / "pub" / "snapshot_pub.stat"
     state.unlink()
@@ -90,7 +95,7 @@ def test_concurrent_snapshots_both_succeed_in_turn(ws: Workspace) -> None:
         (ws.tree / f"f{i}").write_text(str(i))
     ws.write_list("pub", str(ws.tree))
     results = []
-    threads = [threading.Thread(target=lambda: results.append(ws.run("snapshot")))
+    threads = [threading.Thread(target=lambda: results.append(ws.run("snapshot", process=True)))
                for _ in range(3)]
     for thread in threads:
         thread.start()
@@ -125,7 +130,7 @@ def test_bad_config_names_file_and_line(ws: Workspace) -> None:
         ("[snapshots]\n", ":1: unknown section [snapshots]"),
         ("[snapshot]\nhash = \n", ": not valid TOML"),
     ]:
-        conf.write_text(text)
+        ws.write_config(text)
         done = ws.run("snapshot")
         assert done.returncode == 2, text
         assert done.stderr.startswith(f"systraq: {conf}{expected}"), done.stderr
@@ -134,8 +139,7 @@ def test_bad_config_names_file_and_line(ws: Workspace) -> None:
 
 def test_unreadable_config_is_a_clear_error(ws: Workspace) -> None:
     ws.write_list("pub", str(ws.tree))
-    conf = ws.config / "systraq.conf"
-    conf.write_text("[snapshot]\n")
+    conf = ws.write_config("[snapshot]\n")
     conf.chmod(0o600)
     done = ws.run("snapshot", user="nobody")
     assert (done.returncode, done.stderr) == (2, f"systraq: {conf}: cannot read: "
@@ -149,12 +153,11 @@ def test_environment_variables_set_the_directories(ws: Workspace) -> None:
     assert done.returncode == 0
     # The command-line option wins over the environment, as with every global option.
     assert (ws.state / "pub" / "snapshot_pub.stat").exists() and not other.exists()
-    import subprocess
-    import sys
-    subprocess.run([sys.executable, "-m", "systraq", "snapshot"], check=True, cwd=ws.root,
-                   env={**os.environ, "PYTHONPATH": str(REPO),
-                        "SYSTRAQ_CONFIG_DIR": str(ws.config), "SYSTRAQ_STATE_DIR": str(other)})
+    done = run_in_process(["snapshot"], cwd=ws.root, env={
+        "SYSTRAQ_CONFIG_DIR": str(ws.config), "SYSTRAQ_STATE_DIR": str(other)})
+    assert done.returncode == 0, done.stderr
     assert (other / "pub" / "snapshot_pub.stat").exists()
+    assert "SYSTRAQ_STATE_DIR" not in os.environ, "the run's environment was its own"
 
 
 def test_terminal_run_shows_a_one_line_summary(ws: Workspace) -> None:

@@ -107,7 +107,7 @@ def test_ordinary_files_keep_the_value_sha256sum_prints(ws: Workspace, user: str
 @pytest.mark.parametrize("user", ["root", "nobody"])
 def test_file_over_the_hash_limit_says_so_in_state_report_and_json(ws: Workspace,
                                                                    user: str) -> None:
-    (ws.config / "systraq.conf").write_text(f"[snapshot]\nhash_limit = {MIB}\n")
+    ws.write_config(f"[snapshot]\nhash_limit = {MIB}\n")
     ws.write_list(mode_for(user), str(ws.tree))
     (ws.tree / "small").write_bytes(b"x")
     snapshot(ws, user)
@@ -145,7 +145,7 @@ def test_file_over_the_hash_limit_says_so_in_state_report_and_json(ws: Workspace
 @pytest.mark.parametrize("user", ["root", "nobody"])
 def test_file_that_grows_past_the_hash_limit_is_reported_once(ws: Workspace,
                                                              user: str) -> None:
-    (ws.config / "systraq.conf").write_text(f"[snapshot]\nhash_limit = {MIB}\n")
+    ws.write_config(f"[snapshot]\nhash_limit = {MIB}\n")
     log = ws.tree / "log"
     log.write_bytes(b"a" * 1000)
     log.chmod(0o644)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from systraq.errors import StateError
 from systraq.snapshot.entry import STATUSES, TYPE_LETTERS, Entry
 from systraq.snapshot.listfiles import order_key
-from systraq.snapshot.state import Header, StateWriter, read_state
+from systraq.snapshot.state import COLUMNS, Header, StateWriter, read_state
 
 from .statekit import write_v1
 
@@ -62,7 +62,12 @@ def test_state_round_trips_exactly(tmp_path_factory, items) -> None:
     header, read = read_state(path)
     assert header == HEADER
     assert read == items
-    assert all("\n" not in line for line in path.read_text().split("\n"))
+    # One line per entry whatever bytes the names hold: a raw newline would add lines.
+    lines = path.read_bytes().split(b"\n")
+    assert lines[-1] == b""
+    entry_lines = [ln for ln in lines[:-1] if not ln.startswith(b"#")]
+    assert len(entry_lines) == len(items)
+    assert all(ln.count(b"\t") == len(COLUMNS) - 1 for ln in entry_lines)
 
 
 @pytest.fixture

@@ -231,7 +231,7 @@ def test_other_attributes_are_reported_only_when_report_fields_ask(ws: Workspace
     os.setxattr(note, "user.comment", b"changed")
     snapshot(ws, "pub", user="nobody")
     assert diff(ws, "pub", "--no-record").stdout == ""
-    (ws.config / "systraq.conf").write_text(
+    ws.write_config(
         '[report]\nfields = ["type", "perms", "hash", "caps", "acl", "label", "xattrs"]\n')
     shown = diff(ws, "pub").stdout
     assert f"  {note}\n      extended attributes (none) → user.comment=" in shown

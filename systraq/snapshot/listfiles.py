@@ -178,17 +178,15 @@ def accounts_homes(passwd: str = "") -> list[Home]:
             with open(passwd, "rb") as handle:
                 raw = handle.read(PASSWD_LIMIT)
         except OSError as err:
-            raise ConfigError(f"cannot read: {os.strerror(err.errno or 0)} "
-                              "(snapshot.passwd)", passwd) from None
-        for line in raw.split(b"\n"):
+            raise ConfigError(f"cannot read: {os.strerror(err.errno or 0)}", passwd) from None
+        for number, line in enumerate(raw.split(b"\n"), 1):
+            if not line.strip() or line.startswith((b"#", b"+", b"-")):
+                continue
             fields = line.split(b":")
-            if len(fields) < 7 or line.startswith((b"#", b"+", b"-")):
-                continue
-            try:
-                uid = int(fields[2])
-            except ValueError:
-                continue
-            entries.append((os.fsdecode(fields[0]), uid, os.fsdecode(fields[5])))
+            if len(fields) != 7 or not fields[2].isdigit() or not fields[3].isdigit():
+                raise ConfigError("not a passwd(5) line (name:password:uid:gid:gecos:home:"
+                                  "shell)", passwd, number)
+            entries.append((os.fsdecode(fields[0]), int(fields[2]), os.fsdecode(fields[5])))
     homes = []
     for name, uid, directory in entries:
         home = _normalise(os.fsencode(directory))
