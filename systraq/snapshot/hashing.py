@@ -121,14 +121,20 @@ def hash_fd(fd: int, factory: Callable[[], Hasher], st: os.stat_result,
             return _digest(hasher, "", cap, cap < size)
         hasher = factory()
         os.lseek(fd, 0, os.SEEK_SET)
+    done = _read_through(fd, hasher, view, cap)
+    return _digest(hasher, "", done, cap < size)
+
+
+def _read_through(fd: int, hasher: Hasher, view: memoryview, size: int) -> int:
+    """Feed ``size`` bytes from the file's offset to the hasher; the bytes read."""
     done = 0
-    while done < cap:
-        count = os.readv(fd, [view[: min(CHUNK, cap - done)]])
+    while done < size:
+        count = os.readv(fd, [view[: min(CHUNK, size - done)]])
         if not count:
             break
         hasher.update(view[:count])
         done += count
-    return _digest(hasher, "", done, cap < size)
+    return done
 
 
 def _hash_with_prefix(fd: int, hasher: Hasher, size: int, prefix: int) -> Digest:
@@ -159,13 +165,7 @@ def plain_digest(fd: int, factory: Callable[[], Hasher], size: int) -> str:
         return hasher.hexdigest()
     hasher = factory()
     os.lseek(fd, 0, os.SEEK_SET)
-    done = 0
-    while done < size:
-        count = os.readv(fd, [view[: min(CHUNK, size - done)]])
-        if not count:
-            break
-        hasher.update(view[:count])
-        done += count
+    _read_through(fd, hasher, view, size)
     return hasher.hexdigest()
 
 
