@@ -81,9 +81,10 @@ def cli(ctx: click.Context, config_dir: Path, state_dir: Path, scheduled_by: str
 
 
 @cli.command()
-@click.option("--mode", type=MODE_CHOICES, default="pub", show_default=True,
+@click.option("--mode", type=MODE_CHOICES, default=None,
               help="Which lists to scan: pub (world-readable, scanned unprivileged), root, "
-                   "or all.")
+                   "or all (default: every mode with a list file; for an account other "
+                   "than root, those it can take).")
 @click.option("--full", is_flag=True, help="Rehash every file instead of reusing hashes of "
               "unchanged ones.")
 @click.option("--hash", "algorithm", type=click.Choice(tuple(ALGORITHMS)), default=None,
@@ -92,7 +93,10 @@ def cli(ctx: click.Context, config_dir: Path, state_dir: Path, scheduled_by: str
 @pass_context
 def snapshot(obj: Context, mode: str, full: bool, algorithm: str | None) -> None:
     """Stat and hash the listed files into STATE/snapshot_MODE.stat."""
-    _snapshot(obj, modes_of(mode), full=full, algorithm=algorithm)
+    from systraq.snapshot.job import default_modes
+
+    _snapshot(obj, modes_of(mode) if mode else default_modes(obj.settings), full=full,
+              algorithm=algorithm)
 
 
 def _snapshot(obj: Context, modes: tuple[str, ...], full: bool = False,
@@ -104,6 +108,12 @@ def _snapshot(obj: Context, modes: tuple[str, ...], full: bool = False,
             result = take_snapshot(obj.settings, each, algorithm=algorithm, full=full,
                                    progress=progress)
         obj.terminal.snapshot_summary(result)
+        for message in result.warnings:
+            obj.terminal.warning(message)
+        # Overlapping lines: said when they change (cron hears it once), and on a terminal.
+        if result.overlaps_new or obj.terminal.interactive:
+            for message in result.overlaps:
+                obj.terminal.warning(message)
         for pattern in result.unmatched:  # lines that can never match: every run says so
             if pattern.problem:
                 obj.terminal.warning(str(ConfigError(pattern.problem, pattern.source,

@@ -16,6 +16,8 @@ from systraq.configcheck import check as check_value
 from systraq.errors import ConfigError
 from systraq.filetraq.contentdiff import ORDERS, STYLES
 from systraq.layout import SYSTRAQ_CONF, Layout
+from systraq.rules import Rule, RuleError, parse_rule
+from systraq.rules import book as rule_book
 from systraq.snapshot.hashing import ALGORITHMS
 
 DEFAULT_CONFIG_DIR = Path("/etc/systraq")
@@ -28,11 +30,11 @@ CONFIG_NAME = SYSTRAQ_CONF
 class SnapshotSettings:
     hash: str = "sha256"
     pub_user: str = "systraq"
-    passwd_file: str = ""  # where the homes are listed; empty: the system's account database
     lock_timeout: float = 10.0
     full_rehash_hours: float = 24.0
     workers: int = 0  # cores a snapshot uses; 0: all
     hash_limit: int = 16 << 30  # bytes of one file's data hashed at most; 0: no cap
+    passwd: str = ""  # a passwd(5) file homes come from; "": the system's account database
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class FiletraqSettings:
     diff_order: str = "oldnew"  # or "newold", Debian filetraq's default
     prune_days: float = 60.0
     dir_mode: int = 0o755
+    store_budget: int = 1 << 30  # bytes the backup store may hold on disk; 0: no budget
 
 
 # The built-in parts of the daily report, in the order it shows them; any can be switched
@@ -104,11 +107,17 @@ class Settings:
     filetraq: FiletraqSettings = field(default_factory=FiletraqSettings)
     daily: DailySettings = field(default_factory=DailySettings)
     packages: PackagesSettings = field(default_factory=PackagesSettings)
+    rules: dict[str, Rule] = field(default_factory=dict)  # those [rules] defines
 
     @property
     def layout(self) -> Layout:
         """Where every file of this configuration and state directory lives."""
         return Layout(self.config_dir, self.state_dir)
+
+    @property
+    def rule_book(self) -> dict[str, Rule]:
+        """Every rule a list line may name: the shipped ones and those of [rules]."""
+        return rule_book(self.report.fields, self.rules)
 
 
 # Keys as the file spells them, where they differ from the attribute name.
@@ -184,11 +193,15 @@ def parse_settings(text: str, path: Path, config_dir: Path, state_dir: Path) -> 
         raise ConfigError(f"not valid TOML: {err}", path) from None
     sections: dict[str, Any] = {}
     for section, values in data.items():
-        if section not in _SECTIONS:
-            raise ConfigError(f"unknown section [{section}] (known: {', '.join(_SECTIONS)})",
+        if section not in _SECTIONS and section != "rules":
+            raise ConfigError(f"unknown section [{section}] (known: "
+                              f"{', '.join([*_SECTIONS, 'rules'])})",
                               path, _line_of(text, section, None))
         if not isinstance(values, dict):
             raise ConfigError(f"{section} must be a [section]", path)
+        if section == "rules":
+            sections["rules"] = _parse_rules(values, text, path)
+            continue
         cls = _SECTIONS[section]
         known = _file_keys(section, cls)
         kwargs = {}
@@ -215,8 +228,6 @@ def parse_settings(text: str, path: Path, config_dir: Path, state_dir: Path) -> 
                 if unknown:
                     raise ConfigError(f"report.fields: unknown field {unknown[0]!r} (known: "
                                       f"{', '.join(REPORTABLE_FIELDS)})", path, line)
-            if attr == "passwd_file" and value and not value.startswith("/"):
-                raise ConfigError(f"{section}.{key} must be an absolute path", path, line)
             if (section, attr) == ("daily", "disable"):
                 unknown = [p for p in value if p not in DAILY_PARTS]
                 if unknown:
@@ -225,6 +236,23 @@ def parse_settings(text: str, path: Path, config_dir: Path, state_dir: Path) -> 
             kwargs[attr] = value
         sections[section] = cls(**kwargs)
     return Settings(config_dir=config_dir, state_dir=state_dir, **sections)
+
+
+def _rule_line(text: str, name: str, key: str | None) -> int | None:
+    """Line of a rule (``[rules.NAME]`` or ``NAME = {...}`` in ``[rules]``), or of its key."""
+    table = f"rules.{name}"
+    line = _line_of(text, table, key) if key else _line_of(text, table, None)
+    return line or _line_of(text, "rules", name)
+
+
+def _parse_rules(values: dict[str, Any], text: str, path: Path) -> dict[str, Rule]:
+    rules = {}
+    for name, value in values.items():
+        try:
+            rules[name] = parse_rule(name, value)
+        except RuleError as err:
+            raise ConfigError(str(err), path, _rule_line(text, err.name, err.key)) from None
+    return rules
 
 
 def load_settings(config_dir: Path | str, state_dir: Path | str) -> Settings:

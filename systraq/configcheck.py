@@ -25,6 +25,7 @@ RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("filetraq", "max_size"): (0, 1 << 30),  # content is held in memory and diffed
     ("filetraq", "prune_days"): (0, 36500),
     ("filetraq", "dir_mode"): (0o700, 0o777),
+    ("filetraq", "store_budget"): (0, 1 << 50),  # bytes on disk; 0: no budget
 }
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -141,7 +142,7 @@ def _smtp_host(name: str, value: object) -> None:
         raise ValueError(f"{name} is not a host name or address: {value!r}")
 
 
-def _password_file(name: str, value: object) -> None:
+def _absolute_file(name: str, value: object) -> None:
     assert isinstance(value, str)
     if value and not value.startswith("/"):
         raise ValueError(f"{name} must be an absolute path, not {value!r}")
@@ -149,9 +150,10 @@ def _password_file(name: str, value: object) -> None:
 
 _RULES: dict[tuple[str, str], Callable[[str, object], None]] = {
     ("snapshot", "pub_user"): _pub_user,
+    ("snapshot", "passwd"): _absolute_file,
     ("mail", "to"): _addresses,
     ("mail", "from"): _sender,
     ("mail", "sendmail"): _sendmail,
     ("mail", "smtp_host"): _smtp_host,
-    ("mail", "password_file"): _password_file,
+    ("mail", "password_file"): _absolute_file,
 }

@@ -23,6 +23,7 @@ IGNORE_DIR = "ignore.d"
 EXTENSION_DIR = "systraq.d"
 SUMS = "systraq.sums"
 LEGACY_SUMS = "systraq.md5sums"
+DAILY_HISTORY = "daily.history"
 SETUP_MARKER = "initialized"
 ARCHIVE_DIR = "archive"
 
@@ -93,10 +94,38 @@ class Layout:
     def snapshot_lock(self, mode: str) -> Path:
         return self.mode_dir(mode) / "snapshot.lock"
 
+    def overlaps_said(self, mode: str) -> Path:
+        """The list lines a mode's snapshot last said overlap the other mode's (said once)."""
+        return self.mode_dir(mode) / "overlaps.said"
+
     def copy(self, kind: str, mode: str, uid: int | None = None) -> Path:
         """The reported or baseline copy of a mode (kind: REPORTED or BASELINE), kept by
         the account that reports."""
         return self.account_dir(uid) / f"{kind}_{mode}.stat"
+
+    def set_aside(self, copy: Path, stamp: str) -> Path:
+        """Where a corrupt reported or baseline copy is kept for inspection (beside it)."""
+        return copy.with_name(f"{copy.name}.corrupt-{stamp}")
+
+    def snapshot_notes(self, mode: str) -> Path:
+        """What the snapshot job of a mode has to tell the next report (a corrupt previous
+        snapshot), kept by the account that takes it."""
+        return self.mode_dir(mode) / f"snapshot_{mode}.notes"
+
+    def snapshot_job_files(self, mode: str) -> tuple[Path, ...]:
+        """The files a mode's snapshot job replaces while it holds the snapshot lock."""
+        return (self.snapshot(mode), self.snapshot_notes(mode), self.overlaps_said(mode),
+                self.run_record("snapshot", mode))
+
+    def report_files(self, uid: int | None = None) -> tuple[Path, ...]:
+        """The files runs holding an account's report lock replace: the reported and
+        baseline copies (and their pins), the daily report's pins and history, the diff's
+        run records."""
+        return (*(self.copy(kind, mode, uid) for kind in (REPORTED, BASELINE)
+                  for mode in MODES),
+                *(self.daily_copy(mode, uid) for mode in MODES),
+                self.account_dir(uid) / DAILY_HISTORY,
+                *(self.run_record("diff", mode, uid) for mode in MODES))
 
     def report_lock(self, uid: int | None = None) -> Path:
         return self.account_dir(uid) / "report.lock"
@@ -162,11 +191,11 @@ class Layout:
             return self.mode_dir("pub") / name
         return self.account_dir(uid) / name
 
-    def daily_copy(self, mode: str) -> Path:
+    def daily_copy(self, mode: str, uid: int | None = None) -> Path:
         """The snapshot the previous daily report counted changes against."""
-        return self.account_dir() / f"daily_{mode}.stat"
+        return self.account_dir(uid) / f"daily_{mode}.stat"
 
     @property
     def daily_history(self) -> Path:
         """Changes and attention items per day, for the daily report's chart."""
-        return self.account_dir() / "daily.history"
+        return self.account_dir() / DAILY_HISTORY

@@ -145,10 +145,14 @@ class Terminal:
 
     # Styles of the text report's lines on a terminal, by what each line is.
     _REPORT_STYLES = {"title": "bold", "mode": "bold cyan", "first": "", "note": "magenta",
+                      "fault": "bold red",
                       "kind changed": "bold yellow", "kind added": "bold green",
                       "kind removed": "bold red", "path changed": "yellow",
                       "path added": "green", "path removed": "red", "field": "",
-                      "summary": "bold"}
+                      "summary": "bold", "kind attention": "bold white on red",
+                      "path attention": "bold red", "reason": "red",
+                      "kind lost": "bold magenta", "path lost": "magenta",
+                      "kind regained": "bold green", "path regained": "green"}
 
     def _rich_report(self, report: Report) -> None:
         # File names are data: rich Text, never markup, never :emoji: codes.
@@ -175,6 +179,8 @@ class Terminal:
                          explained: bool = False) -> None:
         """One line per mode saying what was accepted; a warning per PATH that matched nothing."""
         for result in outcome.results:
+            for fault in result.faults:
+                self.warning(f"{result.mode}: {fault}")
             if result.unchanged:
                 line = (f"{result.mode}: the baseline already is the newest snapshot "
                         f"({result.entries:,} entries)")

@@ -43,7 +43,7 @@ class Workspace:
         return self.root / "passwd"
 
     def account_settings(self) -> dict[str, str]:
-        return {"pub_user": '"nobody"', "passwd_file": f'"{self.passwd}"'}
+        return {"pub_user": '"nobody"', "passwd": f'"{self.passwd}"'}
 
     def write_config(self, text: str, config_dir: Path | None = None) -> Path:
         """Write systraq.conf, keeping the workspace's accounts in its [snapshot] section.

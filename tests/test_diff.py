@@ -31,7 +31,9 @@ def _change_content(ws: Workspace) -> None:
 
 
 def _chmod(ws: Workspace) -> None:
-    (ws.tree / "f").chmod(0o666)
+    # Not to 0666: a world-writable bit is a privilege change, with a group of its own; and
+    # readable by everyone still, or the pub scan could no longer look into it.
+    (ws.tree / "f").chmod(0o604)
 
 
 def _chown(ws: Workspace) -> None:
@@ -54,7 +56,7 @@ def _file_to_symlink(ws: Workspace) -> None:
 
 CASES = {
     "content": (_change_content, "f", "changed", ["content changed (size 19 → 20)"]),
-    "chmod": (_chmod, "f", "changed", ["perms 0644 → 0666"]),
+    "chmod": (_chmod, "f", "changed", ["perms 0644 → 0604"]),
     "chown": (_chown, "f", "changed", ["owner root → nobody"]),
     "added": (_add, "new", "added", ["(file 0644 root:root, 4 bytes)"]),
     "removed": (_remove, "f", "removed", ["(file 0644 root:root, 19 bytes)"]),

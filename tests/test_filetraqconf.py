@@ -107,7 +107,7 @@ def test_bad_tail_is_refused_naming_its_line(ws, tree):
 
 
 def test_users_authorized_keys_are_listed_when_they_exist(ws):
-    # The homes of the accounts in the passwd file that snapshot.passwd_file names.
+    # The homes of the accounts in the passwd file that snapshot.passwd names.
     homes = [ws.add_home(user) for user in ("alice", "bob", "carol")]
     for home in homes:
         (home / ".ssh").mkdir()

@@ -1,6 +1,6 @@
 """Homes and the pub account: taken from systraq.conf, so a snapshot covers what it names.
 
-The workspace's systraq.conf names its own passwd file (snapshot.passwd_file) and the pub
+The workspace's systraq.conf names its own passwd file (snapshot.passwd) and the pub
 account; these tests change them on purpose.
 """
 
@@ -71,10 +71,10 @@ def test_malformed_or_missing_passwd_file_is_one_line_naming_it(ws: Workspace) -
 
 def test_relative_passwd_file_setting_is_refused(ws: Workspace) -> None:
     ws.write_list("pub", str(ws.tree))
-    conf = ws.write_config('[snapshot]\npasswd_file = "etc/passwd"\n')
+    conf = ws.write_config('[snapshot]\npasswd = "etc/passwd"\n')
     done = ws.run("snapshot")
     assert (done.returncode, done.stderr) == (
-        2, f"systraq: {conf}:2: snapshot.passwd_file must be an absolute path\n")
+        2, f"systraq: {conf}:2: snapshot.passwd must be an absolute path, not 'etc/passwd'\n")
 
 
 def test_pub_scan_runs_as_the_configured_account(ws: Workspace) -> None:

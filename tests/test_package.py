@@ -2,8 +2,8 @@
 root, set up with systraq init, its cron jobs run as cron runs them, purged.
 
 Each test gets a throwaway root (tests/chroot.py): an overlay on a debootstrap cached in
-/var/cache/systraq-test, built on the first run (about a minute, with the network to
-deb.debian.org); later runs take about a minute for the whole module. Nothing is
+/var/cache/systraq-test, built on the first run (about a minute, from the Debian mirror
+apt uses); later runs take about a minute for the whole module. Nothing is
 installed, and no account created, on the machine running the tests.
 Set SYSTRAQ_TRANSCRIPTS=DIR to keep a transcript of every command and its output.
 """

@@ -209,9 +209,11 @@ def test_setcap_and_setfacl_on_listed_files_are_reported_once(ws: Workspace) -> 
     snapshot(ws, "root")
     text = diff(ws, "root", "--no-record")
     assert text.returncode == 1
-    assert f"  {binary}\n      capabilities (none) → cap_setuid=ep\n" in text.stdout
-    assert f"  {conf}\n      perms 0644 → 0664\n      ACL (none) → {getfacl(conf)}\n" \
-        in text.stdout
+    # Both are privilege changes: marked, with the reason first.
+    assert f"  ! {binary}\n      capabilities added or widened: cap_setuid=ep\n" \
+        "      capabilities (none) → cap_setuid=ep\n" in text.stdout
+    assert f"  ! {conf}\n      ACL lets user nobody write\n      perms 0644 → 0664\n" \
+        f"      ACL (none) → {getfacl(conf)}\n" in text.stdout
     report = json.loads(diff(ws, "root", "--format", "json").stdout)
     fields = {c["path"]: c["fields"] for c in report["changes"]}
     assert fields[str(binary)] == {"caps": {"old": "", "new": "cap_setuid=ep"}}

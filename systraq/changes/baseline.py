@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 
 from systraq.changes.compare import Change, difference, merge
 from systraq.changes.copies import Pin, check_mode, header_of, report_lock, same_snapshot
+from systraq.changes.corrupt import names
 from systraq.changes.diff import compare_mode
 from systraq.changes.report import AGAINST_BASELINE, ModeReport, Report
 from systraq.config import Settings
-from systraq.errors import SystraqError
+from systraq.errors import StateError, SystraqError
 from systraq.layout import BASELINE
 from systraq.pathcodec import EscapeError, escape, unescape
 from systraq.patterns import components, covers
@@ -30,6 +31,7 @@ class BaselineResult:
     remaining: int = 0  # differences from the baseline left standing
     first: bool = False  # there was no baseline before
     unchanged: bool = False  # the baseline already was this snapshot
+    faults: list[str] = field(default_factory=list)  # a corrupt baseline set aside
 
 
 @dataclass
@@ -81,10 +83,14 @@ def _accept_all(settings: Settings, mode: str, show: Show | None, host: str
                 ) -> BaselineResult:
     snapshot, target = settings.layout.snapshot(mode), settings.layout.copy(BASELINE, mode)
     if same_snapshot(snapshot, target):
-        with StateReader(target) as reader:
-            check_mode(reader, mode)
-            count = sum(1 for _ in reader)
-        return BaselineResult(mode, count, unchanged=True)
+        try:
+            with StateReader(target) as reader:
+                check_mode(reader, mode)
+                count = sum(1 for _ in reader)
+            return BaselineResult(mode, count, unchanged=True)
+        except StateError as err:
+            if not names(err, target):
+                raise  # else: set aside below, and the snapshot accepted
     pin = Pin(snapshot, target, private=(mode == "root"))
     try:
         first = not target.exists()
@@ -95,10 +101,13 @@ def _accept_all(settings: Settings, mode: str, show: Show | None, host: str
                 count = sum(1 for _ in reader)
             result = BaselineResult(mode, count, first=True)
         else:
-            section = compare_mode(settings, mode, AGAINST_BASELINE, pin)
-            result = BaselineResult(mode, section.entries or 0, accepted=section.changes)
+            section = compare_mode(settings, mode, AGAINST_BASELINE, pin, recording=True)
+            result = BaselineResult(mode, section.entries or 0, accepted=section.changes,
+                                    first=section.first, faults=section.faults)
             if show is not None and (section.changes or section.notes):
                 show(Report(host, AGAINST_BASELINE, [section]))
+            for aside in section.set_aside:
+                aside.apply()
         pin.commit()
         return result
     finally:

@@ -12,17 +12,26 @@ read, or changed while it was scanned, is reported as such once, and its content
 compared on that basis; one whose content was hashed only up to the per-file cap
 (``partial``) is compared with another such hash, and its ctime is compared too, since a
 write past the hashed bytes shows nowhere else.
+
+A path's rule (``systraq.rules``, named in the list files) may replace the fields: then
+the status counts only where the rule compares content, and a ``growing`` file that was
+only appended to (``systraq.snapshot.growing``) has no size or content change.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from systraq.patterns import order_key
 from systraq.snapshot.entry import HASHED_STATUSES, OK, PARTIAL, Entry
+from systraq.snapshot.growing import content_hash, only_appended
 from systraq.snapshot.state import StateReader, shared_columns
+
+if TYPE_CHECKING:
+    from systraq.rules import Rule
 
 ADDED = "added"
 REMOVED = "removed"
@@ -63,6 +72,8 @@ class Change:
     fields: Fields
     old: Entry | None
     new: Entry | None
+    # Why it is a privilege change (systraq.changes.attention); empty for any other.
+    reasons: tuple[str, ...] = ()
 
 
 def applies(name: str, entry: Entry) -> bool:
@@ -77,6 +88,8 @@ def applies(name: str, entry: Entry) -> bool:
 
 
 def value(name: str, entry: Entry) -> FieldValue:
+    if name == "hash":
+        return content_hash(entry.hash)
     return getattr(entry, ATTRIBUTES[name])
 
 
@@ -100,12 +113,13 @@ def comparable(name: str, old: Entry, new: Entry, compare_hash: bool = True) -> 
 
 
 def changed_fields(old: Entry, new: Entry, fields: Sequence[str],
-                   compare_hash: bool = True, unrecorded: set[str] | None = None
-                   ) -> Fields:
+                   compare_hash: bool = True, unrecorded: set[str] | None = None,
+                   status: bool = True) -> Fields:
     """The reported fields that differ between two entries of the same path.
 
     ``unrecorded`` collects the attribute fields the old entry did not record while the new
     one does (not compared: the report says once that they are recorded from now on).
+    Without ``status``, the scan status is not compared (a rule that ignores content).
     """
     out: Fields = {}
     for name in fields:
@@ -116,6 +130,8 @@ def changed_fields(old: Entry, new: Entry, fields: Sequence[str],
             before, after = value(name, old), value(name, new)
             if before != after:
                 out[name] = (before, after)
+    if not status:
+        return out
     if old.status != new.status:
         out["status"] = (old.status, new.status)
     elif old.status == PARTIAL and old.type == new.type == "f" and not out \
@@ -126,10 +142,11 @@ def changed_fields(old: Entry, new: Entry, fields: Sequence[str],
     return out
 
 
-def entry_fields(entry: Entry, fields: Sequence[str], side: str) -> Fields:
+def entry_fields(entry: Entry, fields: Sequence[str], side: str, status: bool = True
+                 ) -> Fields:
     """An added (side 'new') or removed (side 'old') entry's values, as (old, new) pairs."""
     out: Fields = {}
-    names = list(fields) + (["status"] if entry.status != OK else [])
+    names = list(fields) + (["status"] if status and entry.status != OK else [])
     for name in names:
         if not applies(name, entry) or (name == "hash" and not entry.hash):
             continue
@@ -164,15 +181,26 @@ def merge(old: Iterable[Entry], new: Iterable[Entry]
 
 
 def difference(a: Entry | None, b: Entry | None, fields: Sequence[str],
-               compare_hash: bool = True, unrecorded: set[str] | None = None
+               compare_hash: bool = True, unrecorded: set[str] | None = None,
+               rule: Rule | None = None, old_created_ns: int | None = None
                ) -> Change | None:
-    """The change from ``a`` to ``b`` (either may be None), or None when nothing counts."""
+    """The change from ``a`` to ``b`` (either may be None), or None when nothing counts.
+
+    With a ``rule``, its fields are compared instead; a growing file is judged against
+    the time its old copy was made (``old_created_ns``).
+    """
+    status = True
+    if rule is not None:
+        fields, status = rule.fields, rule.compares_status
     if b is None:
         assert a is not None
-        return Change(a.path, REMOVED, entry_fields(a, fields, "old"), a, None)
+        return Change(a.path, REMOVED, entry_fields(a, fields, "old", status), a, None)
     if a is None:
-        return Change(b.path, ADDED, entry_fields(b, fields, "new"), None, b)
-    differ = changed_fields(a, b, fields, compare_hash, unrecorded)
+        return Change(b.path, ADDED, entry_fields(b, fields, "new", status), None, b)
+    if rule is not None and rule.growing and old_created_ns is not None and \
+            only_appended(a, b, old_created_ns):
+        fields = tuple(name for name in fields if name not in ("size", "hash"))
+    differ = changed_fields(a, b, fields, compare_hash, unrecorded, status)
     return Change(b.path, CHANGED, differ, a, b) if differ else None
 
 
@@ -195,15 +223,25 @@ def compare(old: Iterable[Entry], new: Iterable[Entry], fields: Sequence[str],
 
 
 def compare_states(old: StateReader, new: StateReader, fields: Sequence[str],
-                   compare_hash: bool = True, unrecorded: set[str] | None = None
-                   ) -> Iterator[Change]:
+                   compare_hash: bool = True, unrecorded: set[str] | None = None,
+                   rule_of: Callable[[bytes], Rule] | None = None) -> Iterator[Change]:
     """``compare`` over two state files, parsing only the lines that differ.
 
     Unchanged entries have byte-identical lines in both files (same stat record, same
     hash), so an unchanged tree is compared without parsing a single entry. Files of two
     format versions are compared on the columns both have (``state.shared_columns``);
     ``unrecorded`` collects the attributes the old file lacks and the new one records.
+    ``rule_of`` gives a path's rule, when the lists name any.
     """
+    created = old.header.created_ns
+
+    def judge(a: Entry | None, b: Entry | None, notes: set[str] | None = None
+              ) -> Change | None:
+        either = b if b is not None else a
+        assert either is not None
+        rule = rule_of(either.path) if rule_of is not None else None
+        return difference(a, b, fields, compare_hash, notes, rule, created)
+
     cut = shared_columns(old.header, new.header)
     if unrecorded is not None and not old.header.records_attributes and \
             new.header.records_attributes:
@@ -216,14 +254,13 @@ def compare_states(old: StateReader, new: StateReader, fields: Sequence[str],
             a, b = next(olds, None), next(news, None)
             continue
         if b is None or (a is not None and a[0] < b[0]):
-            change = difference(old.parse(a[1]), None, fields, compare_hash)
+            change = judge(old.parse(a[1]), None)
             a = next(olds, None)
         elif a is None or b[0] < a[0]:
-            change = difference(None, new.parse(b[1]), fields, compare_hash)
+            change = judge(None, new.parse(b[1]))
             b = next(news, None)
         else:
-            change = difference(old.parse(a[1]), new.parse(b[1]), fields, compare_hash,
-                                unrecorded)
+            change = judge(old.parse(a[1]), new.parse(b[1]), unrecorded)
             a, b = next(olds, None), next(news, None)
         if change is not None:
             yield change

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from systraq.config import Settings
 from systraq.errors import StateError, SystraqError
-from systraq.fs.atomic import AtomicFile
+from systraq.fs.atomic import AtomicFile, sweep_temporaries
 from systraq.fs.lock import locked
 from systraq.layout import MODES
 from systraq.snapshot.state import Header, StateReader, open_state
@@ -63,10 +63,14 @@ def resolve_modes(settings: Settings, choice: str | None) -> tuple[str, ...]:
     return modes
 
 
-def report_lock(settings: Settings) -> contextlib.AbstractContextManager[None]:
-    """The lock every run that reads or moves a reported or baseline copy holds."""
+@contextlib.contextmanager
+def report_lock(settings: Settings) -> Iterator[None]:
+    """The lock every run that reads or moves a reported or baseline copy holds; the
+    first thing done with it is to remove the pins and staged files killed runs left."""
     own_dir(settings)
-    return locked(settings.layout.report_lock(), settings.snapshot.lock_timeout)
+    with locked(settings.layout.report_lock(), settings.snapshot.lock_timeout):
+        sweep_temporaries(settings.layout.report_files())
+        yield
 
 
 def check_mode(reader: StateReader, mode: str) -> None:

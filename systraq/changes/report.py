@@ -4,6 +4,11 @@ A report never holds file content: only metadata, hashes and link targets. Paths
 targets are shown in the state file's escaped form (``pathcodec.escape``), and so are user,
 group and host names (``show_text``), so a name with a newline, invalid UTF-8 or an
 invisible character cannot forge a line of the report or hide in it.
+
+Privilege changes (``systraq.changes.attention``) lead the report in their own group; then
+each mode says which paths its scan can no longer look into (blind spots: entries now
+unreadable) and which it can again, then the other changes by kind. Each change appears
+once.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from systraq.changes.compare import (
     ADDED,
@@ -23,6 +28,7 @@ from systraq.changes.compare import (
     Fields,
     FieldValue,
 )
+from systraq.changes.corrupt import SetAside
 from systraq.pathcodec import escape
 from systraq.snapshot.entry import OK, PARTIAL, RACED, TYPE_NAMES, UNREADABLE, Entry
 from systraq.snapshot.state import Header
@@ -51,6 +57,9 @@ class ModeReport:
     changes: list[Change] = field(default_factory=list)
     entries: int | None = None  # entries in the newest snapshot (None: not read)
     notes: list[str] = field(default_factory=list)
+    # Copies that failed their checks (changes.corrupt): said first and loudly.
+    faults: list[str] = field(default_factory=list)
+    set_aside: list[SetAside] = field(default_factory=list)  # renamed once delivered
 
     @property
     def first(self) -> bool:
@@ -61,7 +70,33 @@ class ModeReport:
 
     @property
     def has_news(self) -> bool:
-        return bool(self.changes or self.notes or self.first)
+        return bool(self.changes or self.notes or self.faults or self.first)
+
+    def plain(self, kind: str) -> list[Change]:
+        """The changes of a kind that are neither privilege changes nor blind spots."""
+        return [c for c in self.changes if c.kind == kind and not c.reasons
+                and not watch_state(c)]
+
+    def watch(self, state: str) -> list[Change]:
+        """The blind spots that began (LOST) or ended (REGAINED), privilege changes aside."""
+        return [c for c in self.changes if not c.reasons and watch_state(c) == state]
+
+
+LOST = "lost"
+REGAINED = "regained"
+
+
+def watch_state(change: Change) -> str:
+    """LOST: an entry the scan can no longer look into (unreadable); REGAINED: one it can
+    again; "" for any other change."""
+    old, new = change.old, change.new
+    if new is None:
+        return ""
+    if new.status == UNREADABLE and (old is None or old.status != UNREADABLE):
+        return LOST
+    if old is not None and old.status == UNREADABLE and new.status != UNREADABLE:
+        return REGAINED
+    return ""
 
 
 @dataclass
@@ -81,6 +116,11 @@ class Report:
     @property
     def total(self) -> int:
         return sum(len(section.changes) for section in self.modes)
+
+    @property
+    def attention(self) -> list[tuple[str, Change]]:
+        """The privilege changes of every mode: they lead the report."""
+        return [(mode, change) for mode, change in self.changes if change.reasons]
 
     @property
     def has_news(self) -> bool:
@@ -138,7 +178,12 @@ def describe_change(change: Change) -> list[str]:
     for name in sorted(fields, key=FIELD_ORDER.index):
         before, after = fields[name]
         if name == "status":
-            if after == UNREADABLE:
+            directory = new is not None and new.type == "d"
+            if after == UNREADABLE and directory:
+                lines.append("cannot be looked into: what is below it is not watched")
+            elif before == UNREADABLE and after == OK and directory:
+                lines.append("can be looked into again")
+            elif after == UNREADABLE:
                 lines.append("could not be read (content not checked)")
             elif after == RACED:
                 lines.append("changed while being scanned (content not checked)")
@@ -202,27 +247,40 @@ def totals(section: ModeReport) -> str:
     return ", ".join(parts) or "no changes"
 
 
+def _privilege_count(count: int) -> str:
+    return f"{count} privilege change{'s' if count != 1 else ''}"
+
+
 def summary_line(report: Report) -> str:
-    """``total: 3 changed, 1 added`` (per mode when more than one mode has changes)."""
+    """``total: 3 changed, 1 added`` (per mode when more than one mode has changes), led by
+    the privilege changes among them."""
     sections = [s for s in report.modes if s.changes]
     if not sections:
         return ""
+    lead = f"{_privilege_count(len(report.attention))}; " if report.attention else ""
     if len(report.modes) == 1:
-        return f"total: {totals(sections[0])}"
-    return "total: " + "; ".join(f"{s.mode} {totals(s)}" for s in sections)
+        return f"total: {lead}{totals(sections[0])}"
+    return f"total: {lead}" + "; ".join(f"{s.mode} {totals(s)}" for s in sections)
 
 
 def subject(report: Report) -> str:
-    """``[Systraq] HOST: 3 changes`` (what the mail's subject says)."""
+    """``[Systraq] HOST: 3 changes``, ``[Systraq] HOST: 1 privilege change, 2 other
+    changes`` (what the mail's subject says)."""
     total = report.total
+    privileged = len(report.attention)
     if total and report.attribution is not None:
         from systraq.packages.report import grouped_subject_words
 
         what = grouped_subject_words(report)
+        if privileged:
+            what = f"{_privilege_count(privileged)}; {what}"
         if report.against == AGAINST_BASELINE:
             what += " from the baseline"
     elif total:
-        what = f"{total} change{'s' if total != 1 else ''}"
+        rest = total - privileged
+        what = f"{rest} {'other ' if privileged else ''}change{'s' if rest != 1 else ''}"
+        if privileged:
+            what = _privilege_count(privileged) + (f", {what}" if rest else "")
         if report.against == AGAINST_BASELINE:
             what += " from the baseline"
     elif any(section.first for section in report.modes):
@@ -230,6 +288,8 @@ def subject(report: Report) -> str:
                                             for s in report.modes if s.first)
     else:
         what = "no changes"
+    if any(section.faults for section in report.modes):
+        what = f"CORRUPT STATE set aside; {what}"
     return f"[Systraq] {show_text(report.host)}: {what}"
 
 
@@ -240,7 +300,36 @@ class Line:
     """One line of the text report, with what it is (a terminal styles it by that)."""
 
     text: str
-    role: str = ""  # title, mode, first, note, kind, path, field, summary; "" for blank
+    # title, fault, mode, first, note, kind, path, field, reason, summary; "" for blank.
+    # Kinds and paths say of what: "kind changed", "path attention", "kind lost", ...
+    role: str = ""
+
+
+ATTENTION = "attention"
+# Headings of the groups that are not kinds of change.
+_GROUP_TITLES = {ATTENTION: "privilege changes", LOST: "not watched: the scan cannot look "
+                 "into these", REGAINED: "watched again"}
+
+
+def _change_lines(change: Change, role: str, tag: str = "") -> list[Line]:
+    """A change as the report shows it: its path (and, added or removed, what it is), then
+    its fields; a privilege change with ``!`` and its reasons first."""
+    marker = "! " if change.reasons else ""
+    if change.kind == CHANGED:
+        head = Line(f"  {marker}{escape(change.path)}{tag}", f"path {role}")
+        details = describe_change(change)
+    else:
+        entry = change.new if change.kind == ADDED else change.old
+        assert entry is not None
+        what = describe_entry(entry, change.fields)
+        if change.reasons or role in (LOST, REGAINED):
+            what = f"{change.kind}: {what}"
+        head = Line(f"  {marker}{escape(change.path)}{tag}  ({what})", f"path {role}")
+        details = []
+    out = [head]
+    out.extend(Line(f"      {reason}", "reason") for reason in change.reasons)
+    out.extend(Line(f"      {line}", "field") for line in details)
+    return out
 
 
 def _grouped_role(text: str) -> str:
@@ -257,16 +346,31 @@ def report_lines(report: Report) -> list[Line]:
     since = "the accepted baseline" if report.against == AGAINST_BASELINE else \
         "the last report"
     out = [Line(f"systraq on {show_text(report.host)}: changes since {since}", "title")]
+    out.extend(Line(f"{section.mode}: {fault}", "fault")
+               for section in report.modes for fault in section.faults)
+    attention = report.attention
+    several = len({mode for mode, _ in report.changes}) > 1
+    if attention:
+        out.append(Line(""))
+        out.append(Line(f"{_GROUP_TITLES[ATTENTION]} ({len(attention)}):",
+                        f"kind {ATTENTION}"))
+        for mode, change in attention:
+            out.extend(_change_lines(change, ATTENTION, f"  [{mode}]" if several else ""))
     if report.attribution is not None:
         from systraq.packages.report import grouped_sections, grouped_summary
 
-        out += [Line(text, _grouped_role(text)) for text in grouped_sections(report)]
+        # The privilege changes led: the sections sorted by package show the others.
+        rest = replace(report, modes=[replace(s, changes=[c for c in s.changes
+                                                          if not c.reasons])
+                                      for s in report.modes])
+        out += [Line(text, _grouped_role(text)) for text in grouped_sections(rest)]
         summary = grouped_summary(report)
         if summary:
             out += [Line(""), Line(summary, "summary")]
         return out
     for section in report.modes:
-        if not section.has_news:
+        rest = [c for c in section.changes if not c.reasons]
+        if not (rest or section.notes or section.first):
             continue
         out.append(Line(""))
         out.append(Line(f"{section.mode}: {span(section)}", "mode"))
@@ -274,21 +378,14 @@ def report_lines(report: Report) -> list[Line]:
             out.append(Line(f"  first report: {section.entries} entries recorded; changes to "
                             "them will be reported from now on", "first"))
         out.extend(Line(f"  note: {note}", "note") for note in section.notes)
-        for kind in KINDS:
-            group = [c for c in section.changes if c.kind == kind]
+        groups = [(state, section.watch(state)) for state in (LOST, REGAINED)] + \
+            [(kind, section.plain(kind)) for kind in KINDS]
+        for name, group in groups:
             if not group:
                 continue
-            out.append(Line(f"{kind} ({len(group)}):", f"kind {kind}"))
+            out.append(Line(f"{_GROUP_TITLES.get(name, name)} ({len(group)}):", f"kind {name}"))
             for change in group:
-                if kind == CHANGED:
-                    out.append(Line(f"  {escape(change.path)}", f"path {kind}"))
-                    out.extend(Line(f"      {line}", "field")
-                               for line in describe_change(change))
-                else:
-                    entry = change.new if kind == ADDED else change.old
-                    assert entry is not None
-                    out.append(Line(f"  {escape(change.path)}  "
-                                    f"({describe_entry(entry, change.fields)})", f"path {kind}"))
+                out.extend(_change_lines(change, name))
     summary = summary_line(report)
     if summary:
         out.append(Line(""))
@@ -342,15 +439,20 @@ def render_json(report: Report) -> str:
             "first": section.first,
             "entries": section.entries,
             "notes": section.notes,
+            "faults": section.faults,
         })
     changes = [{"mode": mode, "path": escape(change.path), "kind": change.kind,
-                "fields": json_fields(change)} for mode, change in report.changes]
+                "fields": json_fields(change), "attention": bool(change.reasons),
+                "reasons": list(change.reasons), "watch": watch_state(change) or None}
+               for mode, change in report.changes]
     document = {"version": JSON_VERSION, "host": show_text(report.host),
                 "against": report.against, "modes": modes, "changes": changes}
     if report.attribution is not None:
         from systraq.packages.report import annotate_json
 
-        annotate_json(document, report)
+        annotate_json(document, report)  # item by item, in report order
+    # Privilege changes lead, the others keep their order.
+    changes.sort(key=lambda item: not item["attention"])
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 

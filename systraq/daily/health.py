@@ -4,7 +4,8 @@ of filetraq, and whether systraq is still watching.
 A watched job (a snapshot mode with a list file, the diff of a mode that has a snapshot,
 filetraq with a filetraq.conf) that has not succeeded within twice its interval is the
 first attention item: "systraq has not run since …". Monitoring that stops silently is
-the failure nobody notices otherwise.
+the failure nobody notices otherwise. So is a blind spot: what the lists name and the
+scan cannot look into is listed every day while it lasts.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import stat
 from collections import Counter
 
 from systraq import runlog
+from systraq.changes.blindspots import blind_spots
 from systraq.changes.compare import KINDS
 from systraq.changes.diff import compare_mode
 from systraq.changes.report import AGAINST_BASELINE
@@ -57,13 +59,35 @@ def _integrity(ctx: DailyContext, section: Section) -> None:
         except SystraqError as err:
             section.unavailable(str(err), heading)
             continue
-        assert report.old is not None
+        for fault in report.faults:
+            section.attend(fault)
+        if report.old is None:  # the baseline failed its checks (changes.corrupt)
+            section.unavailable("; ".join(report.faults), heading)
+            continue
         counts = ", ".join(f"{report.count(k)} {k}" for k in KINDS if report.count(k))
         lines = [f"baseline of {local_time(report.old.created_ns / 1e9)}, snapshot of "
                  f"{local_time(report.new.created_ns / 1e9)}: {counts or 'no differences'}"]
-        lines += report.notes
+        lines += report.faults + report.notes
         lines += capped([f"{c.kind}: {escape(c.path)}" for c in report.changes], limit)
         section.add(heading, lines)
+
+
+def _blind(ctx: DailyContext, section: Section) -> None:
+    for mode in MODES:
+        snapshot = ctx.layout.snapshot(mode)
+        heading = f"{mode}: not watched (the {mode} scan cannot look into these)"
+        if not present(snapshot) or not os.access(snapshot, os.R_OK):
+            continue
+        try:
+            spots = blind_spots(snapshot, ctx.settings.daily.max_lines)
+        except SystraqError as err:
+            section.unavailable(str(err), heading)
+            continue
+        if not spots.count:
+            continue
+        section.attend(f"{spots.count} entr{'ies' if spots.count != 1 else 'y'} the {mode} "
+                       "scan cannot look into: not watched")
+        section.add(heading, spots.lines())
 
 
 # --- filetraq --------------------------------------------------------------------------------
@@ -209,6 +233,7 @@ def collect(ctx: DailyContext) -> Section:
     section = Section("health", "Integrity and systraq's health")
     _watching(ctx, section)
     _integrity(ctx, section)
+    _blind(ctx, section)
     _filetraq(ctx, section)
     _spool_and_store(ctx, section)
     return section

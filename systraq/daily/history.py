@@ -14,14 +14,13 @@ import re
 import time
 
 from systraq.changes.compare import compare_states
-from systraq.changes.copies import Pin
+from systraq.changes.copies import Pin, report_lock
 from systraq.daily.context import DailyContext, present
 from systraq.daily.report import HistoryDay
 from systraq.errors import SystraqError
 from systraq.fs.atomic import write_atomic
 from systraq.layout import MODES
 from systraq.snapshot.state import StateReader
-from systraq.statedir import own_dir
 
 DAYS_SHOWN = 30
 DAYS_KEPT = 400
@@ -64,13 +63,19 @@ def _changes_since_last_run(ctx: DailyContext, mode: str) -> int:
 def update(ctx: DailyContext, attention: int) -> tuple[list[HistoryDay], list[str]]:
     """Add today's changes and attention count; the last 30 days (oldest first) and notes
     on what could not be done."""
+    try:
+        # The pins and the history are this account's own files, replaced under the
+        # lock that reported copies have (which also sweeps what a killed run left).
+        with report_lock(ctx.settings):
+            return _update(ctx, attention)
+    except SystraqError as err:
+        return [], [f"history not kept: {err}"]
+
+
+def _update(ctx: DailyContext, attention: int) -> tuple[list[HistoryDay], list[str]]:
     days = read_history(ctx)
     today = time.strftime("%Y-%m-%d", time.localtime(ctx.now))
     changes, notes = 0, []
-    try:
-        own_dir(ctx.settings)  # the pins and the history are this account's own files
-    except SystraqError as err:
-        return [], [f"history not kept: {err}"]
     for mode in MODES:
         snapshot = ctx.layout.snapshot(mode)
         if not present(snapshot) or not os.access(snapshot, os.R_OK):

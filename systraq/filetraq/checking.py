@@ -15,11 +15,12 @@ from typing import Any
 
 from systraq.config import Settings
 from systraq.filetraq import seen
+from systraq.filetraq.budget import Budget, cost
 from systraq.filetraq.contentdiff import TooCostly, is_binary
 from systraq.filetraq.contentdiff import diff as content_diff
 from systraq.filetraq.listing import Gone, Listed, Lister
 from systraq.filetraq.report import Event, FiletraqReport, Item, Version
-from systraq.filetraq.store import Store, StoreError, dated_name
+from systraq.filetraq.store import Orig, Store, StoreError, dated_name
 from systraq.fs.nofollow import ThroughSymlink, open_file_at, same_file, split
 from systraq.fs.readlimit import read_limited
 from systraq.pathcodec import escape
@@ -54,6 +55,9 @@ class Action:
     path: bytes
     sha256: str
     previous_sha256: str | None  # the orig the report compared with (None: first backup)
+    # An earlier listed name of the same file, whose content the store holds (or will):
+    # the content is stored once, as a hard link.
+    same_as: bytes | None = None
 
 
 class Checker:
@@ -70,6 +74,10 @@ class Checker:
         self.report = report
         self.actions: list[Action] = []
         self.lister = lister
+        self.budget = Budget(settings.filetraq.store_budget, store.usage)
+        # (dev, ino) of each file whose content the store holds or will hold after this
+        # run: its path there and the content's sha256.
+        self.stored_inodes: dict[tuple[int, int], tuple[bytes, str]] = {}
 
     def check(self, patterns: list[Pattern]) -> None:
         listing = self.lister.list(patterns)
@@ -223,22 +231,51 @@ class Checker:
                  before: seen.Record | None) -> None:
         assert content.data is not None
         orig = self.store.read_orig(path, self.limit)
+        inode = (content.st.st_dev, content.st.st_ino)
+        same = self.stored_inodes.get(inode)
+        same_as = same[0] if same is not None and same[1] == content.sha256 else None
+        unchanged = orig is not None and orig.content is not None and \
+            orig.sha256 == content.sha256
+        if before is not None and before.kind == seen.UNSTORED:
+            if not unchanged and before.sha256 == content.sha256:
+                # Told of already, not stored then: stored silently once there is room.
+                if self._room(content, orig is None, same_as):
+                    self._act(path, content, orig, same_as)
+                else:
+                    self._unstored(path, content)
+                return
+            if unchanged:
+                self.stored_inodes.setdefault(inode, (path, content.sha256))
+                return
         if orig is None:
+            if not self._room(content, True, same_as):
+                told = Version(before.size, before.sha256) if before is not None and \
+                    before.kind == seen.UNSTORED else None
+                self._item(path, Event.NOT_STORED, old=told, new=new,
+                           reason=self.budget.reason())
+                self._unstored(path, content)
+                return
             self._item(path, Event.CREATED, new=new)
-            self.actions.append(Action(path, content.sha256, None))
+            self._act(path, content, None, same_as)
             return
-        if before is not None and before.kind != seen.TRACKED:
+        if before is not None and before.kind not in (seen.TRACKED, seen.UNSTORED):
             self._item(path, Event.TRACKED, was=before.kind)
-        if orig.content is not None and orig.sha256 == content.sha256:
+        if unchanged:
+            self.stored_inodes.setdefault(inode, (path, content.sha256))
             return
-        kept = self._next_dated(path)
         old = Version(orig.size, orig.sha256, first=0 if orig.content is not None else self.limit)
-        self.actions.append(Action(path, content.sha256, orig.sha256))
+        if self._room(content, False, same_as):
+            kept: bytes | None = self._next_dated(path)
+            note = ""
+            self._act(path, content, orig, same_as)
+        else:
+            kept, note = None, f"new version not stored: {self.budget.reason()}"
+            self._unstored(path, content)
         if orig.content is None or is_binary(orig.content, content.data):
             reason = "" if orig.content is not None else \
                 "the previous copy is over the size limit: no diff"
             self._item(path, Event.BINARY_CHANGED, old=old, new=new, kept_as=kept,
-                       reason=reason)
+                       reason=reason, note=note)
             return
         ft = self.settings.filetraq
         try:
@@ -250,9 +287,28 @@ class Checker:
         except TooCostly as err:
             # Content anyone can write must not stall the run: say less instead.
             self._item(path, Event.BINARY_CHANGED, old=old, new=new, kept_as=kept,
-                       reason=f"too many differences to diff within {err.limit:,} steps")
+                       reason=f"too many differences to diff within {err.limit:,} steps",
+                       note=note)
             return
-        self._item(path, Event.CHANGED, old=old, new=new, kept_as=kept, diff=tuple(lines))
+        self._item(path, Event.CHANGED, old=old, new=new, kept_as=kept, diff=tuple(lines),
+                   note=note)
+
+    def _room(self, content: Content, new_entry: bool, same_as: bytes | None) -> bool:
+        """Whether the budget lets this content be stored (a hard link costs no data)."""
+        return self.budget.take(cost(0 if same_as is not None else content.size, new_entry))
+
+    def _act(self, path: bytes, content: Content, orig: Orig | None,
+             same_as: bytes | None) -> None:
+        """Store this content after delivery (a hard link to ``same_as``'s, if given)."""
+        self.actions.append(Action(path, content.sha256, orig.sha256 if orig else None,
+                                   same_as))
+        self.stored_inodes.setdefault((content.st.st_dev, content.st.st_ino),
+                                      (path, content.sha256))
+
+    def _unstored(self, path: bytes, content: Content) -> None:
+        """Track a content the store had no room for by its size and sha256."""
+        self.memory.files[path] = seen.Record(seen.UNSTORED, size=content.size,
+                                              sha256=content.sha256)
 
     def _next_dated(self, path: bytes) -> bytes:
         """The name the dated copy will get: the first free one for this minute."""

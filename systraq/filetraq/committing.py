@@ -11,7 +11,7 @@ import stat
 
 from systraq.filetraq.checking import Action, Checker, NowPrivate, Raced
 from systraq.filetraq.listing import Gone
-from systraq.filetraq.store import StagedContent, StoreError
+from systraq.filetraq.store import ORIG, StagedContent, StoreError
 from systraq.pathcodec import escape
 
 
@@ -20,6 +20,7 @@ class Committer:
 
     def __init__(self, checker: Checker) -> None:
         self.checker = checker
+        self.staged: dict[bytes, StagedContent] = {}  # by path: what this run wrote
 
     def commit(self) -> list[str]:
         """Do the store updates the report announced; return what failed (as messages).
@@ -32,6 +33,7 @@ class Committer:
         for action in self.checker.actions:
             try:
                 staged.append(self._stage(action))
+                self.staged[action.path] = staged[-1]
             except (Gone, Raced, NowPrivate):
                 continue  # removed or changed again since the report: reported next run
             except (OSError, StoreError) as err:
@@ -65,6 +67,26 @@ class Committer:
                 raise Raced()  # another filetraq recorded something meanwhile
         elif self.checker.store.exists(action.path, b"orig"):
             raise Raced()
+        keep_previous = action.previous_sha256 is not None
+        linked = self._link(action, keep_previous)
+        if linked is not None:
+            return linked
         return self.checker.store.stage(action.path, content.data, content.st,
-                                keep_previous=action.previous_sha256 is not None,
-                                when=self.checker.when)
+                                        keep_previous=keep_previous, when=self.checker.when)
+
+    def _link(self, action: Action, keep_previous: bool) -> StagedContent | None:
+        """Stage a hard link to the content stored for an earlier name of the same file:
+        written this run, or its ``orig`` if that still holds this content."""
+        if action.same_as is None:
+            return None
+        store = self.checker.store
+        earlier = self.staged.get(action.same_as)
+        if earlier is not None:
+            source = earlier.tmp
+        else:
+            orig = store.read_orig(action.same_as, self.checker.limit)
+            if orig is None or orig.content is None or orig.sha256 != action.sha256:
+                return None
+            source = ORIG
+        return store.stage_link(action.path, action.same_as, source, keep_previous,
+                                self.checker.when)

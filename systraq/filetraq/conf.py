@@ -111,7 +111,7 @@ def collect(settings: Settings, dirs: Iterable[Path], output: Path) -> list[list
            if (settings.config_dir / name).exists()]
     own.append(os.fsencode(output.absolute()))
     for paths in ([p for d in dirs for p in world_readable_files(os.fsencode(d.absolute()))],
-                  authorized_keys(home_directories(settings.snapshot.passwd_file)), own):
+                  authorized_keys(home_directories(settings.snapshot.passwd)), own):
         section = sorted(set(paths) - listed)
         listed.update(section)
         sections.append(section)

@@ -39,6 +39,7 @@ from systraq.filetraq.report import (
     report_to_wire,
 )
 from systraq.filetraq.store import META, PruneResult, Store, hand_over
+from systraq.fs.atomic import sweep_temporaries
 from systraq.fs.lock import locked
 from systraq.fs.nofollow import DirCache
 from systraq.fs.oserror import naming
@@ -149,6 +150,8 @@ def _run(channel: Channel | None, settings: Settings, patterns: list[Pattern],
         try:
             with locked(backupdir / os.fsdecode(META) / "lock",
                         settings.snapshot.lock_timeout):
+                # What a killed run left of the memory (entries sweep their own).
+                sweep_temporaries([backupdir / os.fsdecode(META) / os.fsdecode(seen.NAME)])
                 memory, warning = seen.load(meta)
                 report = FiletraqReport(filelist, backupdir, settings.filetraq.max_size)
                 if warning:

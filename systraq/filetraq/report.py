@@ -35,6 +35,7 @@ class Event(enum.StrEnum):
     VANISHED = "vanished"  # listed, gone before it could be read
     REMOVED = "removed"  # seen before, no longer exists
     UNMATCHED = "unmatched"  # a list line that matches no file
+    NOT_STORED = "not-stored"  # the store is at its budget: tracked by size and hash
 
 
 @dataclass(frozen=True)
@@ -122,11 +123,15 @@ def format_item(item: Item) -> list[str]:
         case Event.CREATED:
             return [f"Creating first backup of {p}."]
         case Event.CHANGED:
-            return [f"Changes in {p}{kept}:", *item.diff]
+            return [f"Changes in {p}{kept}{note}:", *item.diff]
         case Event.BINARY_CHANGED:
             what = "Binary file" if not item.reason else "File"
             detail = f" ({item.reason})" if item.reason else ""
-            return [f"{what} {p} changed{kept}{detail}:", *_versions(item)]
+            return [f"{what} {p} changed{kept}{detail}{note}:", *_versions(item)]
+        case Event.NOT_STORED:
+            what = f"File {p} changed" if item.old is not None else f"First backup of {p}"
+            return [f"{what} not stored: {item.reason}; its content is tracked by size and "
+                    "sha256 and stored once there is room:", *_versions(item)]
         case Event.LARGE:
             size = item.new.size if item.new else 0
             digest = f" ({_hash_words(item.new)})" if item.new else ""

@@ -8,8 +8,9 @@ per path, replaced atomically and only when something changed::
     F	/etc/shadow	private	(empty detail)
     F	/srv/disk.img	large	4194304 1048576 9f86d0...
     F	/etc/localtime	symlink	/usr/share/zoneinfo/Etc/UTC
+    F	/srv/big.conf	unstored	52428 0 5d41402a...
     U	/etc/nothing*
-    #end	5
+    #end	6
 
 ``F`` lines: path, kind, detail (escaped as in state files; often empty). ``U`` lines:
 list patterns that matched nothing when last seen. A memory that cannot be read is not
@@ -35,7 +36,11 @@ PRIVATE = "private"  # not readable by everyone (mode or a directory on the way)
 SYMLINK = "symlink"  # never followed (detail: target)
 SPECIAL = "special"  # fifo, socket, device (detail: type name)
 UNREADABLE = "unreadable"  # world-readable, yet reading failed (detail: the error)
-KINDS = (TRACKED, LARGE, PRIVATE, SYMLINK, SPECIAL, UNREADABLE)
+# tracked, but its content was not stored: the store was at its budget (detail: size, 0,
+# the sha256 of the content the report last told of)
+UNSTORED = "unstored"
+KINDS = (TRACKED, LARGE, PRIVATE, SYMLINK, SPECIAL, UNREADABLE, UNSTORED)
+_HASHED = (LARGE, UNSTORED)  # kinds whose detail is ``size first sha256``
 
 
 @dataclass(frozen=True)
@@ -50,11 +55,12 @@ class Record:
 
     def field(self) -> str:
         """The detail column of the memory file (``size first sha256`` for a large file)."""
-        return f"{self.size} {self.first} {self.sha256}" if self.kind == LARGE else self.detail
+        return f"{self.size} {self.first} {self.sha256}" if self.kind in _HASHED \
+            else self.detail
 
 
 def _record(kind: str, field: str) -> Record:
-    if kind == LARGE:
+    if kind in _HASHED:
         parts = field.split(" ")
         if len(parts) == 3:
             return Record(kind, size=int(parts[0]), first=int(parts[1]), sha256=parts[2])

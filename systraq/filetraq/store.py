@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from systraq.errors import SystraqError
-from systraq.fs.atomic import AtomicFile
+from systraq.fs.atomic import AtomicFile, temp_name
 from systraq.fs.nofollow import DIR_FLAGS, FILE_FLAGS, DirCache, ThroughSymlink, join, split
 from systraq.fs.readlimit import read_limited
 from systraq.fs.walk import walk
@@ -265,14 +265,66 @@ class Store:
         fd = self._entry_dir(path, create=True)
         assert fd is not None
         try:
-            for name in os.listdir(fd):  # left by a crash: the lock says no run owns them
-                if _TEMP.fullmatch(os.fsencode(name)):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(name, dir_fd=fd)
+            _sweep(fd)
             kept = self._keep_dated(fd, when) if keep_previous else None
             return StagedContent(path, self._write_temp(fd, content, source), kept)
         finally:
             os.close(fd)
+
+    def stage_link(self, path: bytes, source: bytes, source_name: bytes, keep_previous: bool,
+                   when: time.struct_time) -> StagedContent | None:
+        """Stage for ``path`` the content the store already holds for ``source`` (its
+        ``orig``, or a file staged for it this run) as a hard link: one file listed under
+        many names is stored once. None if no link can be made (then ``stage`` it)."""
+        src = self._entry_dir(source, create=False)
+        if src is None:
+            return None
+        try:
+            st = os.stat(source_name, dir_fd=src, follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            fd = self._entry_dir(path, create=True)
+            assert fd is not None
+            try:
+                _sweep(fd)
+                temp = temp_name(ORIG)
+                try:
+                    os.link(source_name, temp, src_dir_fd=src, dst_dir_fd=fd,
+                            follow_symlinks=False)
+                except OSError as err:
+                    if err.errno in (errno.EMLINK, errno.EPERM, errno.EXDEV,
+                                     errno.EOPNOTSUPP, errno.ENOENT):
+                        return None
+                    raise
+                kept = self._keep_dated(fd, when) if keep_previous else None
+                return StagedContent(path, temp, kept)
+            finally:
+                os.close(fd)
+        except FileNotFoundError:
+            return None
+        finally:
+            os.close(src)
+
+    def usage(self) -> int:
+        """What the store holds on disk: allocated bytes of its files and directories,
+        each inode once however many names it has (never through a symlink)."""
+        counted: set[tuple[int, int]] = set()
+        total = 0
+
+        def count(st: os.stat_result) -> None:
+            nonlocal total
+            if (st.st_dev, st.st_ino) not in counted:
+                counted.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+
+        def enter(_path: bytes, st: os.stat_result) -> None:
+            count(st)
+
+        top = os.fsencode(self.path).rstrip(b"/") or b"/"
+        with DirCache() as dirs:
+            for found in walk(dirs, top, os.fstat(self.fd), may_enter=enter):
+                count(found.st)
+        return total
 
     def publish(self, staged: StagedContent) -> None:
         """The staged content becomes ``orig`` (a rename: atomic)."""
@@ -358,17 +410,31 @@ class Store:
         with DirCache() as dirs:
             for found in walk(dirs, top, os.fstat(self.fd),
                               may_enter=lambda path, _st: "meta" if path == meta else None):
-                made = dated_time(split(found.path)[1], now)
+                parent, name = split(found.path)
+                if not found.skipped and stat.S_ISREG(found.st.st_mode) and \
+                        _TEMP.fullmatch(name):  # left by a killed run; the lock is ours
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(name, dir_fd=dirs.open(parent))
+                    continue
+                made = dated_time(name, now)
                 if found.skipped or made is None or not stat.S_ISREG(found.st.st_mode):
                     continue
                 if made < cutoff:
-                    parent, name = split(found.path)
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(name, dir_fd=dirs.open(parent))
                         result.removed.append(found.path)
                 else:
                     result.kept += 1
         return result
+
+
+def _sweep(fd: int) -> None:
+    """Remove an entry's temporary files (left by a killed run; the lock says no run owns
+    them)."""
+    for name in os.listdir(fd):
+        if _TEMP.fullmatch(os.fsencode(name)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=fd)
 
 
 def hand_over(top: Path, uid: int, gid: int) -> None:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
+import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 from systraq.fs.oserror import naming
@@ -35,6 +38,42 @@ def fsync_dir(directory: PathName | int) -> None:
 def temp_name(target: bytes) -> bytes:
     """The temporary name used for ``target``: hidden, unique, ends in ``.tmp``."""
     return b"." + target + b"." + secrets.token_hex(6).encode() + b".tmp"
+
+
+_TEMP_NAME = re.compile(rb"\.(.+)\.[0-9a-f]{12}\.tmp")
+
+
+def sweep_temporaries(targets: Iterable[Path]) -> list[Path]:
+    """Remove the temporary files a killed run left for these targets (beside each);
+    return those removed.
+
+    Call it holding the lock of every run that writes the targets: no live run then owns
+    one. Only our own names and only this account's regular files go; neither a
+    directory nor a name in it is followed if it is a symlink.
+    """
+    by_dir: dict[Path, set[bytes]] = {}
+    for target in targets:
+        by_dir.setdefault(target.parent, set()).add(os.fsencode(target.name))
+    removed = []
+    for directory, wanted in by_dir.items():
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW |
+                         os.O_CLOEXEC)
+        except OSError:
+            continue  # not there (nothing left), or not a directory we may use
+        try:
+            for raw in map(os.fsencode, os.listdir(fd)):
+                match = _TEMP_NAME.fullmatch(raw)
+                if match is None or match.group(1) not in wanted:
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    st = os.stat(raw, dir_fd=fd, follow_symlinks=False)
+                    if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
+                        os.unlink(raw, dir_fd=fd)
+                        removed.append(directory / os.fsdecode(raw))
+        finally:
+            os.close(fd)
+    return removed
 
 
 class AtomicFile:

@@ -36,6 +36,7 @@ from systraq.packages.dpkgdb import Database, Package
 from systraq.packages.dpkglog import CHANGES_FILES, Operation, operations_between
 from systraq.packages.md5cache import remembered_owners
 from systraq.packages.resolve import Resolver, Unsafe
+from systraq.snapshot.growing import content_hash
 
 if TYPE_CHECKING:
     from systraq.changes.compare import Change
@@ -457,7 +458,8 @@ def facts_of(change: Change) -> ChangeFacts:
         return ChangeFacts(change.path, change.kind, frozenset(change.fields), None)
     return ChangeFacts(change.path, change.kind, frozenset(change.fields), new.type,
                        new.size, new.mtime_ns, new.ctime_ns, new.ino, new.dev, new.perms,
-                       new.uid, new.gid, new.hash if new.status == "ok" else "", new.target)
+                       new.uid, new.gid, content_hash(new.hash) if new.status == "ok" else "",
+                       new.target)
 
 
 def attribute_sections(settings: Settings, sections: Iterable[ModeReport]

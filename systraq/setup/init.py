@@ -235,7 +235,7 @@ def _check_lists(plan: Plan, settings: Settings) -> None:
             path = settings.layout.list_file(mode, kind)
             if path.is_file():
                 try:
-                    parse(path)
+                    parse(path, tuple(settings.rule_book))  # rules and '!' lines too
                 except ConfigError as err:
                     plan.blockers.append(f"{err} (fix the line, then run systraq init again)")
 

@@ -19,8 +19,9 @@ from typing import NamedTuple
 
 from systraq.fs.nofollow import open_file_at, same_file
 from systraq.pathcodec import escape, join_field
-from systraq.snapshot import xattrs
+from systraq.snapshot import growing, xattrs
 from systraq.snapshot.entry import PARTIAL, RACED, UNREADABLE
+from systraq.snapshot.growing import Growth, Prior
 from systraq.snapshot.hashcache import ReusePolicy
 from systraq.snapshot.hashing import DEFAULT_LIMIT, hash_fd, new_hasher
 from systraq.snapshot.state import entry_line, kept_line, reusable, stat_columns
@@ -61,6 +62,7 @@ class Unit:
     dir_field: str
     names: list[bytes]
     previous: dict[bytes, bytes]
+    growing: frozenset[bytes] = frozenset()  # names under a rule that lets them grow
 
 
 class Outcome(NamedTuple):
@@ -72,23 +74,31 @@ class Outcome(NamedTuple):
     size: int
 
 
+# A growing file's chain: what the previous snapshot recorded (None: nothing), and the two
+# snapshots' times.
+Chain = tuple[Prior | None, Growth]
+
+
 class Examiner:
     def __init__(self, algorithm: str, policy: ReusePolicy | None,
-                 pool: ThreadPoolExecutor | None, hash_limit: int = DEFAULT_LIMIT) -> None:
+                 pool: ThreadPoolExecutor | None, hash_limit: int = DEFAULT_LIMIT,
+                 growth: Growth | None = None) -> None:
         self.factory = new_hasher(algorithm)
         self.policy = policy
         self.pool = pool
         self.hash_limit = hash_limit
+        self.growth = growth or Growth(0, None)
         self.euid = os.geteuid()  # created after any privilege drop
         self.rehashed = 0  # unchanged files read again by the rolling rehash
 
     def examine(self, unit: Unit) -> list[Outcome | Future[Outcome]]:
         """One outcome per name, in order; large files' outcomes as futures."""
-        return [self._one(unit.dir_fd, name, join_field(unit.dir_field, name), unit.previous)
+        return [self._one(unit.dir_fd, name, join_field(unit.dir_field, name), unit.previous,
+                          name in unit.growing)
                 for name in unit.names]
 
-    def _one(self, dir_fd: int, name: bytes, field: str, previous_lines: dict[bytes, bytes]
-             ) -> Outcome | Future[Outcome]:
+    def _one(self, dir_fd: int, name: bytes, field: str, previous_lines: dict[bytes, bytes],
+             grows: bool = False) -> Outcome | Future[Outcome]:
         try:
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         except OSError as err:
@@ -98,7 +108,10 @@ class Examiner:
         mode = st.st_mode
         key = field.encode()
         previous = previous_lines.get(key) if previous_lines else None
-        same_record = reusable(previous, field, columns)
+        # A previous snapshot kept only for growing files' chains (--full, or every file due
+        # for its rehash) has no line to reuse.
+        same_record = self.policy is not None and self.policy.reuse and \
+            reusable(previous, field, columns)
         if stat.S_ISREG(mode):
             # Reuse needs the whole stat record unchanged and the file not racy, and the
             # file not due for its rolling rehash.
@@ -109,7 +122,8 @@ class Examiner:
                         previous = self._keep(previous, dir_fd, name, st)
                     return Outcome(previous, REUSED, st.st_size)
                 self.rehashed += 1
-            return self._open_and_hash(dir_fd, name, field, st, columns)
+            chain = (growing.prior_of(previous, self.growth), self.growth) if grows else None
+            return self._open_and_hash(dir_fd, name, field, st, columns, chain)
         if stat.S_ISDIR(mode):  # became a directory since it was listed: not entered
             return Outcome(entry_line(field, columns, RACED, attributes=None), RACED_, 0)
         if same_record:
@@ -136,7 +150,8 @@ class Examiner:
         return kept_line(previous, _by_name(dir_fd, name, st))
 
     def _open_and_hash(self, dir_fd: int, name: bytes, field: str, st: os.stat_result,
-                       columns: str) -> Outcome | Future[Outcome]:
+                       columns: str, chain: Chain | None = None
+                       ) -> Outcome | Future[Outcome]:
         try:
             fd = open_file_at(dir_fd, name, st, self.euid)
         except OSError as err:
@@ -154,8 +169,9 @@ class Examiner:
             columns = stat_columns(opened)
         if self.pool is not None and opened.st_size >= THREAD_MIN_SIZE:
             return self.pool.submit(_hash_open_file, fd, opened, field, columns, self.factory,
-                                    self.hash_limit)
-        return _hash_open_file(fd, opened, field, columns, self.factory, self.hash_limit)
+                                    self.hash_limit, chain)
+        return _hash_open_file(fd, opened, field, columns, self.factory, self.hash_limit,
+                               chain)
 
 
 def _by_name(dir_fd: int, name: bytes, st: os.stat_result) -> Attributes | None:
@@ -173,17 +189,19 @@ def _same_record(a: os.stat_result, b: os.stat_result) -> bool:
 
 
 def _hash_open_file(fd: int, opened: os.stat_result, field: str, columns: str, factory,
-                    limit: int) -> Outcome:
+                    limit: int, chain: Chain | None = None) -> Outcome:
     """Hash a file opened and checked by the caller (``columns`` from ``opened``); close it.
+    A growing file (``chain`` given) is hashed up to its previous length too, and marked.
 
     Runs on any thread.
     """
+    prior = chain[0] if chain is not None else None
     try:
         attributes: Attributes | None = xattrs.of_fd(fd, opened)
     except xattrs.Unreadable:
         attributes = None
     try:
-        digest = hash_fd(fd, factory, opened, limit)
+        digest = hash_fd(fd, factory, opened, limit, prior.size if prior else None)
         after = os.fstat(fd)
     except OSError as err:
         return _failed(err, field, columns, opened.st_size)
@@ -196,7 +214,8 @@ def _hash_open_file(fd: int, opened: os.stat_result, field: str, columns: str, f
     if not digest.complete:
         return Outcome(entry_line(field, columns, PARTIAL, digest.value,
                                   attributes=attributes), PARTIAL_, digest.read)
-    return Outcome(entry_line(field, columns, digest=digest.value, attributes=attributes),
+    value = digest.value if chain is None else growing.marked(digest, prior, chain[1])
+    return Outcome(entry_line(field, columns, digest=value, attributes=attributes),
                    HASHED, digest.read)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -80,6 +81,7 @@ class ReusePolicy:
     racy_after_ns: int  # an mtime or ctime at or after this is racy
     rehash: RehashWindow = RehashWindow(0, 0)  # files read again even when unchanged
     upgrade: bool = False  # previous lines lack columns of this format (state.kept_line)
+    reuse: bool = True  # False: lines are there for growing files' chains, not for reuse
 
 
 class PreviousSnapshot:
@@ -98,11 +100,16 @@ class PreviousSnapshot:
 
     @classmethod
     def open(cls, path: Path, algorithm: str, full_rehash_hours: float,
-             now_ns: int | None = None) -> PreviousSnapshot | None:
+             now_ns: int | None = None, *, reuse: bool = True, chains: bool = False,
+             on_corrupt: Callable[[StateError], None] | None = None
+             ) -> PreviousSnapshot | None:
         """The previous snapshot if its hashes may be reused (None: hash everything).
 
         ``now_ns`` is the new snapshot's start: files whose phase passed since the previous
-        one started are read again.
+        one started are read again. With ``chains`` (growing files are listed), a snapshot
+        whose hashes may not be reused (``reuse`` off, or every file due) is still opened,
+        for those files' previous lengths and hashes (``ReusePolicy.reuse`` off).
+        ``on_corrupt`` hears of a previous snapshot that is there but fails its checks.
         """
         now_ns = now_ns or time.time_ns()
         try:
@@ -110,6 +117,8 @@ class PreviousSnapshot:
             header, entries = verify(path)
         except StateError as err:
             log.debug("hashcache: not reusing %s: %s", path, err)
+            if on_corrupt is not None and os.path.lexists(path):
+                on_corrupt(err)
             return None
         if header.hash != algorithm:
             log.debug("hashcache: previous snapshot used %s, not %s", header.hash, algorithm)
@@ -125,9 +134,11 @@ class PreviousSnapshot:
         else:
             since = now_ns - interval_ns
         window = RehashWindow.between(since, now_ns, interval_ns)
-        if window.everything:
+        if window.everything or not reuse:
             log.debug("hashcache: every file is due for its rehash")
-            return None
+            if not chains:
+                return None
+            return cls(path, header, ReusePolicy(racy_after_ns=0, reuse=False), entries)
         policy = ReusePolicy(racy_after_ns=header.created_ns - RACY_MARGIN_NS, rehash=window,
                              upgrade=not header.records_attributes)
         return cls(path, header, policy, entries)

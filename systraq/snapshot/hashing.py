@@ -16,6 +16,9 @@ means (the ``hash`` column of systraq-state(5)):
     only the first N bytes of data were hashed (the per-file cap, ``snapshot.hash_limit``):
     the hash of those N bytes, or of the sparse text up to N bytes of data. The entry's
     status is then ``partial``.
+
+A file under the ``growing`` rule is also hashed up to the length it had before (``prefix``),
+in the same pass: its value is then marked (``systraq.snapshot.growing``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from systraq.errors import SystraqError
 class Hasher(Protocol):
     def update(self, data: bytes | memoryview, /) -> None: ...
     def hexdigest(self) -> str: ...
+    def copy(self) -> Hasher: ...
 
 
 ALGORITHMS: dict[str, Callable[[], Hasher]] = {
@@ -64,6 +68,7 @@ class Digest:
     value: str  # what the state's hash column records
     complete: bool  # False: the cap stopped it (status partial)
     read: int  # bytes of data read
+    prefix: str | None = None  # the hash of the first ``prefix`` bytes, when asked and read
 
 
 _local = threading.local()
@@ -89,15 +94,20 @@ def new_hasher(algorithm: str) -> Callable[[], Hasher]:
 
 
 def hash_fd(fd: int, factory: Callable[[], Hasher], st: os.stat_result,
-            limit: int = DEFAULT_LIMIT) -> Digest:
+            limit: int = DEFAULT_LIMIT, prefix: int | None = None) -> Digest:
     """Hash the file freshly opened at fd (``st`` its fstat), ``limit`` bytes of data at
-    most (0: no cap).
+    most (0: no cap); with ``prefix``, the hash of that many first bytes too, when the
+    whole file is read plainly (not sparse, not over the cap).
 
     Reads stop at the size fstat saw: a file that grew or shrank meanwhile is caught by the
     caller's fstat after hashing.
     """
     size = st.st_size
     holes = size - st.st_blocks * 512
+    plain_prefix = prefix is not None and 0 <= prefix <= size and holes <= HOLES_MAX \
+        and (not limit or size <= limit)
+    if plain_prefix:
+        return _hash_with_prefix(fd, factory(), size, prefix or 0)
     if holes > HOLES_MAX:
         digest = _hash_extents(fd, factory, size, limit)
         if digest is not None:
@@ -111,14 +121,39 @@ def hash_fd(fd: int, factory: Callable[[], Hasher], st: os.stat_result,
             return _digest(hasher, "", cap, cap < size)
         hasher = factory()
         os.lseek(fd, 0, os.SEEK_SET)
+    done = _read_through(fd, hasher, view, cap)
+    return _digest(hasher, "", done, cap < size)
+
+
+def _read_through(fd: int, hasher: Hasher, view: memoryview, size: int) -> int:
+    """Feed ``size`` bytes from the file's offset to the hasher; the bytes read."""
     done = 0
-    while done < cap:
-        count = os.readv(fd, [view[: min(CHUNK, cap - done)]])
+    while done < size:
+        count = os.readv(fd, [view[: min(CHUNK, size - done)]])
         if not count:
             break
         hasher.update(view[:count])
         done += count
-    return _digest(hasher, "", done, cap < size)
+    return done
+
+
+def _hash_with_prefix(fd: int, hasher: Hasher, size: int, prefix: int) -> Digest:
+    """The whole content's hash and, in the same pass, that of its first ``prefix`` bytes."""
+    _, view = _buffer()
+    done = 0
+    prefix_value = hasher.hexdigest() if prefix == 0 else None
+    while done < size:
+        want = min(CHUNK, size - done)
+        if prefix_value is None:
+            want = min(want, prefix - done)
+        count = os.readv(fd, [view[:want]])
+        if not count:
+            break
+        hasher.update(view[:count])
+        done += count
+        if prefix_value is None and done == prefix:
+            prefix_value = hasher.copy().hexdigest()
+    return Digest(hasher.hexdigest(), True, done, prefix_value)
 
 
 def plain_digest(fd: int, factory: Callable[[], Hasher], size: int) -> str:
@@ -130,13 +165,7 @@ def plain_digest(fd: int, factory: Callable[[], Hasher], size: int) -> str:
         return hasher.hexdigest()
     hasher = factory()
     os.lseek(fd, 0, os.SEEK_SET)
-    done = 0
-    while done < size:
-        count = os.readv(fd, [view[: min(CHUNK, size - done)]])
-        if not count:
-            break
-        hasher.update(view[:count])
-        done += count
+    _read_through(fd, hasher, view, size)
     return hasher.hexdigest()
 
 

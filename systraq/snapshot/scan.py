@@ -36,11 +36,13 @@ from systraq.fs.nofollow import (
 from systraq.pathcodec import escape, join_field
 from systraq.patterns import order_key
 from systraq.snapshot import examine, xattrs
-from systraq.snapshot.entry import RACED, UNREADABLE, Entry
+from systraq.snapshot.entry import OK, RACED, UNREADABLE, Entry
 from systraq.snapshot.examine import Examiner, Outcome, Unit
+from systraq.snapshot.growing import Growth
 from systraq.snapshot.hashcache import PreviousSnapshot, ReusePolicy
 from systraq.snapshot.hashing import DEFAULT_LIMIT
 from systraq.snapshot.listfiles import Root
+from systraq.snapshot.pathrules import PathRules, Scope
 from systraq.snapshot.state import Header, entry_line, parse_entry, stat_columns
 
 # Names per unit (a run of one directory's non-directories).
@@ -108,9 +110,13 @@ class Scanner:
                  previous: PreviousSnapshot | None = None,
                  progress: Progress | None = None,
                  pseudo_devices: frozenset[int] | None = None,
-                 hash_limit: int = DEFAULT_LIMIT) -> None:
+                 hash_limit: int = DEFAULT_LIMIT, rules: PathRules | None = None,
+                 created_ns: int = 0) -> None:
         self.algorithm = algorithm
         self.hash_limit = hash_limit
+        # Rule lines, when there are any: what is skipped, which files may only grow.
+        self.rules = rules if rules is not None and rules.affects_scan else None
+        self.growth = Growth(created_ns, previous.header.created_ns if previous else None)
         self.workers = workers or os.cpu_count() or 1
         self.previous = previous
         self.progress = progress
@@ -138,7 +144,8 @@ class Scanner:
                 ProcessPoolExecutor(self.workers, multiprocessing.get_context("fork")) as pool:
             def fan_out(subtree: Subtree) -> Future[SubtreeResult]:
                 return pool.submit(scan_subtree, subtree, self.algorithm, previous,
-                                   self.pseudo_devices, scratch, self.hash_limit)
+                                   self.pseudo_devices, scratch, self.hash_limit,
+                                   self.growth)
             yield from self._chunks(self._walk(roots), fan_out)
 
     def _chunks(self, walk: Iterator[bytes | Unit | Subtree],
@@ -147,7 +154,7 @@ class Scanner:
         policy = self.previous.policy if self.previous else None
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="hash") \
             if self.workers > 1 and fan_out is None else None
-        examiner = Examiner(self.algorithm, policy, pool, self.hash_limit)
+        examiner = Examiner(self.algorithm, policy, pool, self.hash_limit, self.growth)
         pending: deque[bytes | Outcome | Future] = deque()
         in_flight = subtrees = 0
         limit = IN_FLIGHT_PER_THREAD * self.workers
@@ -244,6 +251,9 @@ class Scanner:
     def _walk(self, roots: Iterable[Root]) -> Iterator[bytes | Unit]:
         with DirCache() as dirs:
             for root in roots:
+                scope = self.rules.scope(root.path) if self.rules is not None else None
+                if scope is not None and scope.prune:
+                    continue
                 parent, name = (b"/", b"") if root.path == b"/" else split(root.path)
                 try:
                     parent_fd = dirs.open(parent)
@@ -253,10 +263,10 @@ class Scanner:
                 except OSError:
                     self.stats.unreachable += 1
                     continue
-                yield from self._walk_root(parent_fd, parent, name, root)
+                yield from self._walk_root(parent_fd, parent, name, root, scope)
 
-    def _walk_root(self, parent_fd: int, parent: bytes, name: bytes, root: Root
-                   ) -> Iterator[bytes | Unit]:
+    def _walk_root(self, parent_fd: int, parent: bytes, name: bytes, root: Root,
+                   scope: Scope | None) -> Iterator[bytes | Unit]:
         try:
             st = os.stat(name or b"/", dir_fd=parent_fd if name else None,
                          follow_symlinks=False)
@@ -264,13 +274,16 @@ class Scanner:
             self._lost(err)
             return
         if not stat.S_ISDIR(st.st_mode):
-            yield self._unit(parent, escape(parent), parent_fd, [name])
+            if scope is None or not scope.skip:
+                yield self._unit(parent, escape(parent), parent_fd, [name],
+                                 [name] if scope is not None and scope.growing else ())
             return
         # An explicit stack: a hostile home may nest directories deeper than Python recurses.
-        stack: list[tuple[int, bytes, str, Iterator[tuple[bytes, bool]]]] = []
+        stack: list[tuple[int, bytes, str, Iterator[tuple[bytes, bool]], Scope | None]] = []
         try:
             yield from self._enter(stack, parent_fd if name else None, name or b"/",
-                                   root.path, escape(root.path), st, root.recursive)
+                                   root.path, escape(root.path), st, root.recursive, scope,
+                                   blind=root.blind)
             yield from self._drain(stack, st.st_dev, split_at=SPLIT_DEPTH if self.parallel
                                    else None)
         finally:
@@ -281,27 +294,43 @@ class Scanner:
                ) -> Iterator[bytes | Unit | Subtree]:
         """Walk the directories on the stack to the end, children in name order."""
         while stack:
-            fd, path, field, children = stack[-1]
+            fd, path, field, children, scope = stack[-1]
             run: list[bytes] = []
+            grows: list[bytes] = []
+            # Only lines still pending below a directory make its children differ from it.
+            narrow = scope is not None and bool(scope.pending)
+            child_scope = scope
             for child, is_dir in children:
+                if narrow:
+                    assert scope is not None
+                    child_scope = scope.child(child)
+                    if child_scope.prune:
+                        continue
                 if not is_dir:
+                    if child_scope is not None:
+                        if child_scope.skip:
+                            continue
+                        if child_scope.growing:
+                            grows.append(child)
                     run.append(child)
                     if len(run) >= UNIT_SIZE:
-                        yield self._unit(path, field, fd, run)
-                        run = []
+                        yield self._unit(path, field, fd, run, grows)
+                        run, grows = [], []
                     continue
                 if run:
-                    yield self._unit(path, field, fd, run)
-                    run = []
+                    yield self._unit(path, field, fd, run, grows)
+                    run, grows = [], []
                 if split_at is not None and len(stack) >= split_at:
                     st = os.fstat(fd)
-                    yield Subtree(path, field, (st.st_dev, st.st_ino), child, root_dev)
+                    yield Subtree(path, field, (st.st_dev, st.st_ino), child, root_dev,
+                                  child_scope)
                     continue
-                yield from self._child_dir(stack, fd, path, field, child, root_dev)
+                yield from self._child_dir(stack, fd, path, field, child, root_dev,
+                                           child_scope)
                 break
             else:
                 if run:
-                    yield self._unit(path, field, fd, run)
+                    yield self._unit(path, field, fd, run, grows)
                 os.close(fd)
                 stack.pop()
 
@@ -316,12 +345,13 @@ class Scanner:
         if (st.st_dev, st.st_ino) != subtree.parent_id:  # replaced meanwhile
             self.stats.vanished += 1
             return
-        stack: list[tuple[int, bytes, str, Iterator[tuple[bytes, bool]]]] = []
+        stack: list[tuple[int, bytes, str, Iterator[tuple[bytes, bool]], Scope | None]] = []
 
         def walk() -> Iterator[bytes | Unit | Subtree]:
             try:
                 yield from self._child_dir(stack, parent_fd, subtree.parent,
-                                           subtree.parent_field, subtree.name, subtree.root_dev)
+                                           subtree.parent_field, subtree.name, subtree.root_dev,
+                                           subtree.scope)
                 yield from self._drain(stack, subtree.root_dev, split_at=None)
             finally:
                 for fd, *_ in stack:
@@ -336,32 +366,45 @@ class Scanner:
             self.stats.vanished += 1
 
     def _child_dir(self, stack: list, parent_fd: int, parent: bytes, parent_field: str,
-                   name: bytes, root_dev: int) -> Iterator[bytes | Unit]:
+                   name: bytes, root_dev: int, scope: Scope | None = None
+                   ) -> Iterator[bytes | Unit]:
         try:
             st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
         except OSError as err:
             self._lost(err)
             return
         if not stat.S_ISDIR(st.st_mode):  # replaced since it was listed
-            yield self._unit(parent, parent_field, parent_fd, [name])
+            if scope is None or not scope.skip:
+                yield self._unit(parent, parent_field, parent_fd, [name],
+                                 [name] if scope is not None and scope.growing else ())
             return
         # Pseudo file systems (/proc, /sys, /dev) below a listed directory are not entered.
         descend = st.st_dev == root_dev or st.st_dev not in self.pseudo_devices
         yield from self._enter(stack, parent_fd, name, join(parent, name), st=st,
-                               field=join_field(parent_field, name), descend=descend)
+                               field=join_field(parent_field, name), descend=descend,
+                               scope=scope)
 
     def _enter(self, stack: list, parent_fd: int | None, name: bytes, path: bytes,
-               field: str, st: os.stat_result, descend: bool) -> Iterator[bytes]:
-        """Record a directory and, when asked, push it to be walked."""
+               field: str, st: os.stat_result, descend: bool, scope: Scope | None = None,
+               blind: bool = False) -> Iterator[bytes]:
+        """Record a directory (unless the rules skip it) and, when asked, push it to be
+        walked; a ``blind`` one (a list line could not look into it) is recorded unreadable."""
         columns = stat_columns(st)
+        record = scope is None or not scope.skip
         if not descend:
-            yield entry_line(field, columns, attributes=_attributes_by_name(parent_fd, name, st))
+            if record:
+                if blind:
+                    self._count_status(UNREADABLE)
+                yield entry_line(field, columns, UNREADABLE if blind else OK,
+                                 attributes=_attributes_by_name(parent_fd, name, st))
             return
         try:
             fd = open_dir_at(parent_fd, name, expect=st)
         except OSError as err:
             if err.errno == errno.ENOENT:
                 self.stats.vanished += 1
+                return
+            if not record:
                 return
             denied = err.errno in (errno.EACCES, errno.EPERM)
             self._count_status(UNREADABLE if denied else RACED)
@@ -380,11 +423,13 @@ class Scanner:
                                    e.is_dir(follow_symlinks=False)) for e in listing)
         except OSError:
             os.close(fd)
-            self._count_status(UNREADABLE)
-            yield entry_line(field, columns, UNREADABLE, attributes=attributes)
+            if record:
+                self._count_status(UNREADABLE)
+                yield entry_line(field, columns, UNREADABLE, attributes=attributes)
             return
-        yield entry_line(field, columns, attributes=attributes)
-        stack.append((fd, path, field, iter(children)))
+        if record:
+            yield entry_line(field, columns, attributes=attributes)
+        stack.append((fd, path, field, iter(children), scope))
 
     def _count_status(self, status: str) -> None:
         if status == UNREADABLE:
@@ -392,11 +437,12 @@ class Scanner:
         else:
             self.stats.raced += 1
 
-    def _unit(self, directory: bytes, dir_field: str, dir_fd: int, names: list[bytes]) -> Unit:
+    def _unit(self, directory: bytes, dir_field: str, dir_fd: int, names: list[bytes],
+              growing: Iterable[bytes] = ()) -> Unit:
         previous = {}
         if self.previous is not None:
             previous = self.previous.take_through(join(directory, names[-1]))
-        return Unit(dir_fd, dir_field, list(names), previous)
+        return Unit(dir_fd, dir_field, list(names), previous, frozenset(growing))
 
 
 def _attributes_by_name(parent_fd: int | None, name: bytes, st: os.stat_result
@@ -423,6 +469,7 @@ class Subtree:
     parent_id: tuple[int, int]
     name: bytes
     root_dev: int
+    scope: Scope | None = None  # the rules at ``name`` (None: no rule lines)
 
 
 @dataclass
@@ -433,8 +480,8 @@ class SubtreeResult:
 
 def scan_subtree(subtree: Subtree, algorithm: str,
                  previous: tuple[Path, Header, ReusePolicy] | None,
-                 pseudo_devices: frozenset[int], scratch: str, hash_limit: int
-                 ) -> SubtreeResult:
+                 pseudo_devices: frozenset[int], scratch: str, hash_limit: int,
+                 growth: Growth | None = None) -> SubtreeResult:
     """Worker process: scan one subtree into a file of lines in ``scratch``."""
     cursor = None
     if previous is not None:
@@ -444,6 +491,8 @@ def scan_subtree(subtree: Subtree, algorithm: str,
     scanner = Scanner(algorithm, workers=2, previous=cursor, pseudo_devices=pseudo_devices,
                       hash_limit=hash_limit)
     scanner.parallel = False
+    if growth is not None:
+        scanner.growth = growth
     handle, output = tempfile.mkstemp(dir=scratch, suffix=".lines")
     with os.fdopen(handle, "wb", buffering=1 << 16) as out, DirCache() as dirs:
         for chunk in scanner.subtree(subtree, dirs):

@@ -5,7 +5,10 @@
 # .debs. Reused by every later run; delete CACHE to rebuild it.
 set -eu
 cache=${1:-/var/cache/systraq-test}
-mirror=${SYSTRAQ_TEST_MIRROR:-http://deb.debian.org/debian}
+# The Debian mirror this machine's apt uses (its first non-security Debian source).
+mirror=${SYSTRAQ_TEST_MIRROR:-$(grep -rhoE '(URIs:|^deb) +https?://[^ ]+/debian( |$)' \
+  /etc/apt/sources.list /etc/apt/sources.list.d 2>/dev/null | grep -oE 'https?://[^ ]+' | head -n 1)}
+[ -n "$mirror" ] || { echo "no Debian mirror in the apt sources: set SYSTRAQ_TEST_MIRROR" >&2; exit 1; }
 root=$cache/bookworm
 if [ -e "$root/.complete" ]; then
   exit 0
