@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -88,9 +87,8 @@ def test_roots_diff_never_opens_what_the_pub_account_plants(ws: Workspace, plant
     command = (f"ln -sf {root_state} {pub_state}" if plant.startswith("symlink")
                else f"rm {pub_state} && mkfifo -m 644 {pub_state}")
     assert as_nobody("sh", "-c", command).returncode == 0
-    started = time.monotonic()
+    # A run that opened the FIFO would block: the run's timeout fails the test then.
     done = ws.run("diff", "--mode", "pub", timeout=60)
-    assert time.monotonic() - started < 30, "the diff hung on the planted file"
     assert done.returncode == 2 and done.stdout == ""
     assert "snapshot_pub.stat" in done.stderr and done.stderr.count("\n") == 1
     # Nothing of root's was copied anywhere: the reported copy is as it was.
