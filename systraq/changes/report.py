@@ -2,7 +2,7 @@
 
 A report never holds file content: only metadata, hashes and link targets. Paths and
 targets are shown in the state file's escaped form (``pathcodec.escape``), and so are user,
-group and host names (``show_text``), so a name with a newline, invalid UTF-8 or an
+group and host names (``show_name``), so a name with a newline, invalid UTF-8 or an
 invisible character cannot forge a line of the report or hide in it.
 
 Privilege changes (``systraq.changes.attention``) lead the report in their own group; then
@@ -29,7 +29,7 @@ from systraq.changes.compare import (
     FieldValue,
 )
 from systraq.changes.corrupt import SetAside
-from systraq.pathcodec import escape
+from systraq.pathcodec import escape, show_name
 from systraq.snapshot.entry import OK, PARTIAL, RACED, TYPE_NAMES, UNREADABLE, Entry
 from systraq.snapshot.state import Header
 
@@ -138,14 +138,8 @@ def iso_time(ns: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns // 1_000_000_000))
 
 
-def show_text(text: str) -> str:
-    """A value read from a state file (host, user or group name) as a report shows it:
-    escaped like paths, so it cannot forge a line or a mail header."""
-    return escape(text.encode("utf-8", "surrogateescape"))
-
-
 def _owner(number: object, name: str) -> str:
-    return show_text(name) if name else str(number)
+    return show_name(name) if name else str(number)
 
 
 def _show(name: str, raw: FieldValue, entry: Entry | None = None) -> str:
@@ -290,7 +284,7 @@ def subject(report: Report) -> str:
         what = "no changes"
     if any(section.faults for section in report.modes):
         what = f"CORRUPT STATE set aside; {what}"
-    return f"[Systraq] {show_text(report.host)}: {what}"
+    return f"[Systraq] {show_name(report.host)}: {what}"
 
 
 # --- plain text --------------------------------------------------------------------------
@@ -345,7 +339,7 @@ def report_lines(report: Report) -> list[Line]:
     """The text report, line by line: the one layout plain text and the terminal share."""
     since = "the accepted baseline" if report.against == AGAINST_BASELINE else \
         "the last report"
-    out = [Line(f"systraq on {show_text(report.host)}: changes since {since}", "title")]
+    out = [Line(f"systraq on {show_name(report.host)}: changes since {since}", "title")]
     out.extend(Line(f"{section.mode}: {fault}", "fault")
                for section in report.modes for fault in section.faults)
     attention = report.attention
@@ -421,8 +415,8 @@ def json_fields(change: Change) -> dict[str, dict[str, object]]:
                                    "new": json_value(name, after)}
         if name in ("uid", "gid"):
             attr = "user" if name == "uid" else "group"
-            item["old_name"] = show_text(getattr(change.old, attr)) if change.old else None
-            item["new_name"] = show_text(getattr(change.new, attr)) if change.new else None
+            item["old_name"] = show_name(getattr(change.old, attr)) if change.old else None
+            item["new_name"] = show_name(getattr(change.new, attr)) if change.new else None
         out[name] = item
     return out
 
@@ -445,7 +439,7 @@ def render_json(report: Report) -> str:
                 "fields": json_fields(change), "attention": bool(change.reasons),
                 "reasons": list(change.reasons), "watch": watch_state(change) or None}
                for mode, change in report.changes]
-    document = {"version": JSON_VERSION, "host": show_text(report.host),
+    document = {"version": JSON_VERSION, "host": show_name(report.host),
                 "against": report.against, "modes": modes, "changes": changes}
     if report.attribution is not None:
         from systraq.packages.report import annotate_json
